@@ -1,0 +1,329 @@
+//! Account handlers: register, login (with the destruction password), logout, settings.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::views::{self, SettingsForm};
+use super::{AccountError, LoginOutcome, Username, check_password_shape, secret_bytes};
+use crate::web::Ctx;
+use crate::web::error::AppError;
+use crate::web::request::{Form, read_form};
+use crate::web::response::{Body, html, redirect};
+
+/// Read a form body with the server's limits.
+pub async fn form(ctx: &Ctx, req: Request<Incoming>) -> Result<Form, AppError> {
+    let cfg = &ctx.state.config.server;
+    let (parts, body) = req.into_parts();
+    read_form(
+        &parts.headers,
+        body,
+        cfg.max_form_bytes,
+        std::time::Duration::from_secs(cfg.body_timeout_secs),
+    )
+    .await
+}
+
+/// The query string as a form (for notices like `?registered=1`).
+pub fn query(req: &Request<Incoming>) -> Result<Form, AppError> {
+    Form::parse(req.uri().query().unwrap_or("").as_bytes())
+        .ok_or_else(|| AppError::BadRequest("The address was not correctly encoded.".into()))
+}
+
+pub async fn home(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let q = query(&req)?;
+    let notice = q
+        .get("deleted")
+        .map(|_| "Your account and everything in it have been deleted.");
+    let page = ctx.page();
+    Ok(html(StatusCode::OK, views::home(&page, notice)))
+}
+
+pub async fn register_form(
+    ctx: &mut Ctx,
+    _req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let csrf = ctx.anonymous_csrf();
+    let page = ctx.page();
+    let min = ctx.state.config.accounts.min_password_chars;
+    Ok(html(
+        StatusCode::OK,
+        views::register(&page, &csrf, None, "", min),
+    ))
+}
+
+pub async fn register_submit(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    ctx.check_anonymous_form(&form)?;
+    let typed = form.text("username");
+    let refuse = |ctx: &mut Ctx, status: StatusCode, e: AccountError, typed: &str| {
+        let csrf = ctx.anonymous_csrf();
+        let page = ctx.page();
+        let min = ctx.state.config.accounts.min_password_chars;
+        // Echo the name back only when it is short enough to be a real attempt.
+        let echo = if typed.len() <= 64 { typed } else { "" };
+        Ok(html(
+            status,
+            views::register(&page, &csrf, Some(&e.to_string()), echo, min),
+        ))
+    };
+    let username = match Username::parse(typed) {
+        Ok(u) => u,
+        Err(e) => return refuse(ctx, StatusCode::BAD_REQUEST, e.into(), typed),
+    };
+    let min = ctx.state.config.accounts.min_password_chars;
+    let password = secret_bytes(form.text("password"));
+    let destruction = secret_bytes(form.text("d_pass"));
+    for p in [form.text("password"), form.text("d_pass")] {
+        if let Err(e) = check_password_shape(p, min) {
+            return refuse(ctx, StatusCode::BAD_REQUEST, e, typed);
+        }
+    }
+    if password == destruction {
+        return refuse(
+            ctx,
+            StatusCode::BAD_REQUEST,
+            AccountError::SamePasswords,
+            typed,
+        );
+    }
+    if !ctx.state.limits.register_allowed() {
+        return Err(AppError::TooManyRequests);
+    }
+    let delivery = ctx.state.keypool.take().await?;
+    let kdf = ctx.state.kdf;
+    let now = ctx.now;
+    let name = username.clone();
+    let created = ctx
+        .state
+        .hash_job(move |store| {
+            super::create_account(store, &name, &password, &destruction, kdf, delivery, now)
+        })
+        .await?;
+    match created {
+        Ok(_) => {
+            tracing::info!("account registered");
+            Ok(redirect("/login?registered=1"))
+        }
+        Err(e @ AccountError::Taken) => refuse(ctx, StatusCode::CONFLICT, e, typed),
+        Err(e) => refuse(ctx, StatusCode::BAD_REQUEST, e, typed),
+    }
+}
+
+pub async fn login_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let q = query(&req)?;
+    let notice = q
+        .get("registered")
+        .map(|_| "Your account is ready. Log in with your password.");
+    let csrf = ctx.anonymous_csrf();
+    let page = ctx.page();
+    Ok(html(
+        StatusCode::OK,
+        views::login(&page, &csrf, None, notice),
+    ))
+}
+
+/// The answer to every failed login, and to a login with the destruction password: the
+/// same status and the same page.
+fn login_failed(ctx: &mut Ctx) -> Response<Body> {
+    let csrf = ctx.anonymous_csrf();
+    let page = ctx.page();
+    html(
+        StatusCode::FORBIDDEN,
+        views::login(&page, &csrf, Some("Wrong username or password."), None),
+    )
+}
+
+pub async fn login_submit(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    ctx.check_anonymous_form(&form)?;
+    // A name that cannot exist fails without touching the store; nothing is learnt from
+    // that, since the rules for names are public.
+    let Ok(username) = Username::parse(form.text("username")) else {
+        return Ok(login_failed(ctx));
+    };
+    if !ctx.state.limits.login_allowed(username.as_str()) {
+        return Err(AppError::TooManyRequests);
+    }
+    let password = secret_bytes(form.text("password"));
+    let state = std::sync::Arc::clone(&ctx.state);
+    let outcome = ctx
+        .state
+        .hash_job(move |store| super::check_login(store, &username, &password, &state.dummy))
+        .await?;
+    match outcome {
+        LoginOutcome::Success {
+            user_id,
+            username,
+            data_key,
+        } if !ctx.state.is_pending_destruction(&user_id) => {
+            let now = ctx.now;
+            ctx.state
+                .store
+                .run(move |store| super::record_login(store, &user_id, now))
+                .await?;
+            ctx.start_session(user_id, username, data_key);
+            Ok(redirect("/"))
+        }
+        LoginOutcome::Destroy(user_id) => {
+            // Refused at once, deleted in the background, answered like any failure.
+            ctx.state.destroy_in_background(user_id);
+            Ok(login_failed(ctx))
+        }
+        LoginOutcome::Success { .. } | LoginOutcome::Failure => Ok(login_failed(ctx)),
+    }
+}
+
+pub async fn logout(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    ctx.check_member_form(&form)?;
+    ctx.end_session();
+    Ok(redirect("/"))
+}
+
+fn settings_page(
+    ctx: &mut Ctx,
+    status: StatusCode,
+    message: Option<(SettingsForm, &str)>,
+    notice: Option<&str>,
+) -> Response<Body> {
+    let page = ctx.page();
+    let idle = ctx.state.config.accounts.session_idle_timeout_secs / 60;
+    html(status, views::settings(&page, idle, message, notice))
+}
+
+pub async fn settings(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    if ctx.session.is_none() {
+        return Ok(redirect("/login"));
+    }
+    let q = query(&req)?;
+    let notice = match q.get("changed") {
+        Some("password") => Some("Your password has been changed."),
+        Some("destruction") => Some("Your destruction password has been changed."),
+        _ => None,
+    };
+    Ok(settings_page(ctx, StatusCode::OK, None, notice))
+}
+
+fn account_error_status(e: &AccountError) -> StatusCode {
+    match e {
+        AccountError::WrongPassword => StatusCode::FORBIDDEN,
+        AccountError::Conflict | AccountError::Taken => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+pub async fn change_password(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    let session = ctx.check_member_form(&form)?;
+    let which = SettingsForm::Password;
+    if let Err(e) = check_password_shape(
+        form.text("new_password"),
+        ctx.state.config.accounts.min_password_chars,
+    ) {
+        return Ok(settings_page(
+            ctx,
+            account_error_status(&e),
+            Some((which, &e.to_string())),
+            None,
+        ));
+    }
+    if !ctx.state.limits.login_allowed(&session.username) {
+        return Err(AppError::TooManyRequests);
+    }
+    let current = secret_bytes(form.text("current_password"));
+    let new = secret_bytes(form.text("new_password"));
+    let id = session.user_id;
+    let now = ctx.now;
+    match ctx
+        .state
+        .hash_job(move |store| super::change_password(store, &id, &current, &new, now))
+        .await?
+    {
+        Ok(()) => Ok(redirect("/settings?changed=password")),
+        Err(e) => Ok(settings_page(
+            ctx,
+            account_error_status(&e),
+            Some((which, &e.to_string())),
+            None,
+        )),
+    }
+}
+
+pub async fn change_destruction(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    let session = ctx.check_member_form(&form)?;
+    let which = SettingsForm::Destruction;
+    if let Err(e) = check_password_shape(
+        form.text("new_d_pass"),
+        ctx.state.config.accounts.min_password_chars,
+    ) {
+        return Ok(settings_page(
+            ctx,
+            account_error_status(&e),
+            Some((which, &e.to_string())),
+            None,
+        ));
+    }
+    if !ctx.state.limits.login_allowed(&session.username) {
+        return Err(AppError::TooManyRequests);
+    }
+    let current = secret_bytes(form.text("current_password"));
+    let new = secret_bytes(form.text("new_d_pass"));
+    let id = session.user_id;
+    match ctx
+        .state
+        .hash_job(move |store| super::change_destruction_password(store, &id, &current, &new))
+        .await?
+    {
+        Ok(()) => Ok(redirect("/settings?changed=destruction")),
+        Err(e) => Ok(settings_page(
+            ctx,
+            account_error_status(&e),
+            Some((which, &e.to_string())),
+            None,
+        )),
+    }
+}
+
+pub async fn delete_account(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    let session = ctx.check_member_form(&form)?;
+    if !ctx.state.limits.login_allowed(&session.username) {
+        return Err(AppError::TooManyRequests);
+    }
+    let current = secret_bytes(form.text("current_password"));
+    let id = session.user_id;
+    match ctx
+        .state
+        .hash_job(move |store| super::check_password_for_deletion(store, &id, &current))
+        .await?
+    {
+        Ok(()) => {
+            ctx.state.delete_member(id).await?;
+            ctx.end_session();
+            tracing::info!("account deleted by its owner");
+            Ok(redirect("/?deleted=1"))
+        }
+        Err(e) => Ok(settings_page(
+            ctx,
+            account_error_status(&e),
+            Some((SettingsForm::Delete, &e.to_string())),
+            None,
+        )),
+    }
+}

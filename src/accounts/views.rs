@@ -1,0 +1,159 @@
+//! Account pages. Pure functions from data to markup.
+
+use maud::{Markup, html};
+
+use crate::web::layout::{PageCtx, csrf_field, form_error, page};
+
+/// The start page.
+pub fn home(ctx: &PageCtx, notice: Option<&str>) -> Markup {
+    page(
+        ctx,
+        "A private meeting place",
+        html! {
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            @if let Some(name) = &ctx.user {
+                p { "Welcome back, " strong { (name) } "." }
+                ul {
+                    li { a href="/settings" { "Account settings" } }
+                }
+            } @else {
+                p {
+                    "ghostcache is a small, private meeting place run by one person for their community. "
+                    "It is reached only through Tor, needs no JavaScript, and keeps what you store encrypted."
+                }
+                ul {
+                    li { "No e-mail address, no phone number: a username and two passwords." }
+                    li { "A destruction password: logging in with it deletes your account at once, and looks like a failed login." }
+                    li { "Accounts that nobody logs into for 30 days are deleted automatically." }
+                }
+                p {
+                    a.button href="/register" { "Create an account" }
+                    " or "
+                    a href="/login" { "log in" }
+                }
+            }
+        },
+    )
+}
+
+/// Registration form, with an error and the name typed so far.
+pub fn register(
+    ctx: &PageCtx,
+    csrf: &str,
+    error: Option<&str>,
+    username: &str,
+    min_chars: usize,
+) -> Markup {
+    page(
+        ctx,
+        "Create an account",
+        html! {
+            (form_error(error))
+            form.stack method="post" action="/register" {
+                input type="hidden" name="csrf" value=(csrf);
+                label {
+                    "Username"
+                    input type="text" name="username" value=(username) required
+                        minlength="3" maxlength="32" autocomplete="username" autocapitalize="none" spellcheck="false";
+                    small { "3 to 32 letters or digits of one script, and _ - ." }
+                }
+                label {
+                    "Password"
+                    input type="password" name="password" required minlength=(min_chars) autocomplete="new-password";
+                    small { "At least " (min_chars) " characters. It cannot be recovered or reset." }
+                }
+                label {
+                    "Destruction password"
+                    input type="password" name="d_pass" required minlength=(min_chars) autocomplete="off";
+                    small {
+                        "Different from your password. Logging in with it deletes your account and everything in it at once; "
+                        "the page looks exactly like a failed login."
+                    }
+                }
+                button type="submit" { "Create account" }
+            }
+        },
+    )
+}
+
+/// Login form.
+pub fn login(ctx: &PageCtx, csrf: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
+    page(
+        ctx,
+        "Log in",
+        html! {
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            (form_error(error))
+            form.stack method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label {
+                    "Username"
+                    input type="text" name="username" required maxlength="32"
+                        autocomplete="username" autocapitalize="none" spellcheck="false";
+                }
+                label {
+                    "Password"
+                    input type="password" name="password" required autocomplete="current-password";
+                }
+                button type="submit" { "Log in" }
+            }
+            p.muted { "No account yet? " a href="/register" { "Create one" } "." }
+        },
+    )
+}
+
+/// Which settings form a message belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SettingsForm {
+    Password,
+    Destruction,
+    Delete,
+}
+
+/// Account settings.
+pub fn settings(
+    ctx: &PageCtx,
+    idle_minutes: u64,
+    message: Option<(SettingsForm, &str)>,
+    notice: Option<&str>,
+) -> Markup {
+    let error_for = |which: SettingsForm| message.filter(|(w, _)| *w == which).map(|(_, m)| m);
+    page(
+        ctx,
+        "Account settings",
+        html! {
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            p.muted { "You are logged out after " (idle_minutes) " minutes without activity." }
+            section.card aria-labelledby="pw" {
+                h2 id="pw" { "Change password" }
+                (form_error(error_for(SettingsForm::Password)))
+                form.stack method="post" action="/settings/password" {
+                    (csrf_field(ctx))
+                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password"; }
+                    label { "New password" input type="password" name="new_password" required autocomplete="new-password"; }
+                    button type="submit" { "Change password" }
+                }
+            }
+            section.card aria-labelledby="dp" {
+                h2 id="dp" { "Change destruction password" }
+                (form_error(error_for(SettingsForm::Destruction)))
+                form.stack method="post" action="/settings/destruction-password" {
+                    (csrf_field(ctx))
+                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password"; }
+                    label { "New destruction password" input type="password" name="new_d_pass" required autocomplete="off"; }
+                    button type="submit" { "Change destruction password" }
+                }
+            }
+            section.card aria-labelledby="del" {
+                h2 id="del" { "Delete account" }
+                p { "This deletes your account and everything in it immediately. It cannot be undone." }
+                (form_error(error_for(SettingsForm::Delete)))
+                form.stack method="post" action="/settings/delete" {
+                    (csrf_field(ctx))
+                    label { "Password" input type="password" name="current_password" required autocomplete="current-password"; }
+                    button.danger type="submit" { "Delete my account" }
+                }
+            }
+        },
+    )
+}

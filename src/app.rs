@@ -1,0 +1,263 @@
+//! Application state and the lifecycle of the server: open the store, start the front
+//! doors and background tasks, and stop them cleanly (zeroizing every session key).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::accounts::DummyCredentials;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::KdfParams;
+use crate::crypto::rsa_keys::KeyPool;
+use crate::limits::Limits;
+use crate::store::{DB_FILE, Id, Store, StoreError};
+use crate::web::error::AppError;
+use crate::web::session::Sessions;
+
+/// Shared state of a running server. Passed to every handler; never a global.
+pub struct AppState {
+    pub config: Config,
+    pub clock: Clock,
+    pub store: Store,
+    pub sessions: Sessions,
+    pub limits: Limits,
+    pub keypool: Arc<KeyPool>,
+    /// argon2id parameters for new passwords.
+    pub kdf: KdfParams,
+    /// Stand-in credentials so that a login for an unknown name costs the same.
+    pub dummy: DummyCredentials,
+    /// Bounds the argon2id computations running at once (each holds its memory cost).
+    hash_permits: Semaphore,
+    /// Members whose destruction password was just used: refused at once, deleted in the
+    /// background so that the response looks and takes exactly like a failed login.
+    pending_destruction: Mutex<HashSet<Id>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Errors that stop the server from starting. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Knobs that only tests turn. Nothing in the configuration file or CLI reaches them.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub clock: Clock,
+    /// Use a trivially cheap argon2id cost (64 KiB, 1 pass) so that tests run fast.
+    /// Never reachable from the configuration file, environment or command line.
+    pub danger_fast_kdf: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Clock::system(),
+            danger_fast_kdf: false,
+        }
+    }
+}
+
+impl AppState {
+    /// Run a password-hashing job on the blocking pool, at most `max_concurrent_hashes`
+    /// at a time. Waiting longer than 20 s for a turn answers "busy".
+    pub async fn hash_job<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = tokio::time::timeout(Duration::from_secs(20), self.hash_permits.acquire())
+            .await
+            .map_err(|_| AppError::Busy)?
+            .map_err(|_| AppError::Busy)?;
+        let result = self.store.run(f).await;
+        drop(permit);
+        Ok(result?)
+    }
+
+    /// Whether the member is being destroyed right now.
+    pub fn is_pending_destruction(&self, id: &Id) -> bool {
+        self.pending_destruction.lock().contains(id)
+    }
+
+    /// Destroy a member in the background (destruction password). The member is refused
+    /// from this moment; the rows go as soon as the blocking pool gets to it.
+    pub fn destroy_in_background(self: &Arc<Self>, id: Id) {
+        self.pending_destruction.lock().insert(id);
+        self.sessions.remove_user(&id);
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = state.delete_member(id).await {
+                tracing::error!(error = %e, "destroying an account failed; it stays refused until restart");
+                return;
+            }
+            state.pending_destruction.lock().remove(&id);
+        });
+    }
+
+    /// Delete a member and everything of theirs, now.
+    pub async fn delete_member(&self, id: Id) -> Result<(), StoreError> {
+        self.store
+            .run(move |store| crate::accounts::delete_member(store, &id).map(|_| ()))
+            .await?;
+        self.forget_member(&id);
+        Ok(())
+    }
+
+    /// Drop a deleted member's in-memory state (sessions and their keys).
+    pub fn forget_member(&self, id: &Id) {
+        self.sessions.remove_user(id);
+    }
+}
+
+/// A started server.
+pub struct RunningApp {
+    pub state: Arc<AppState>,
+    /// Where the plain-HTTP listener is bound, if it is on.
+    pub listen_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("listen_addr", &self.listen_addr)
+            .finish()
+    }
+}
+
+/// Open the database and build the state (no listeners yet).
+pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppState>, StartupError> {
+    let dir = config.resolved_data_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| StartupError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join(DB_FILE);
+    let store = Store::open(&path).map_err(|source| StartupError::Store { path, source })?;
+    let kdf = if options.danger_fast_kdf {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    } else {
+        KdfParams {
+            memory_kib: config.crypto.argon2_memory_kib,
+            iterations: config.crypto.argon2_iterations,
+            parallelism: config.crypto.argon2_parallelism,
+        }
+    };
+    Ok(Arc::new(AppState {
+        sessions: Sessions::new(
+            config.accounts.session_idle_timeout_secs,
+            config.accounts.session_lifetime_secs,
+        ),
+        limits: Limits::new(&config.rate_limits),
+        keypool: KeyPool::new(config.crypto.rsa_bits, config.crypto.rsa_pool_size),
+        hash_permits: Semaphore::new(config.crypto.max_concurrent_hashes),
+        dummy: DummyCredentials::new(kdf),
+        kdf,
+        clock: options.clock.clone(),
+        store,
+        config,
+        pending_destruction: Mutex::new(HashSet::new()),
+    }))
+}
+
+/// Start the server: state, listener, sweeper.
+pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, StartupError> {
+    let state = build_state(config, &options)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    state.keypool.refill();
+
+    let mut listen_addr = None;
+    if let Some(addr) = state.config.server.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        listen_addr = Some(bound);
+        tracing::info!(%bound, "plain-HTTP listener ready");
+        tasks.push(tokio::spawn(crate::web::server::serve_tcp(
+            listener,
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
+    }
+    tasks.push(crate::sweeper::spawn(Arc::clone(&state), shutdown_rx));
+    Ok(RunningApp {
+        state,
+        listen_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningApp {
+    /// Stop accepting, let open requests finish (up to 5 s), end every session and
+    /// zeroize the key pool.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        self.state.sessions.clear();
+        self.state.keypool.close();
+    }
+}
+
+/// Run until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let app = start(config, StartOptions::default()).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let ctrl_c = tokio::signal::ctrl_c();
+    match term {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = ctrl_c => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The command line. `main.rs` calls [`main`]; each subcommand is a small function here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, FlagOverrides};
+
+/// ghostcache: a private meeting place reached only through Tor Browser.
+///
+/// Configuration is read in layers: built-in defaults, then the TOML file given with
+/// --config (or GHOSTCACHE_CONFIG), then GHOSTCACHE_* environment variables (sections
+/// separated by a double underscore, e.g. GHOSTCACHE_SERVER__LISTEN=127.0.0.1:8080), then
+/// the flags below. Unknown keys in any layer are errors. See README.md for every key.
+#[derive(Debug, Parser)]
+#[command(name = "ghostcache", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Load and validate the configuration, print it resolved, and exit (0 when valid).
+    CheckConfig(ConfigArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "GHOSTCACHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding ghostcache.redb [default: $STATE_DIRECTORY under systemd,
+    /// otherwise ./ghostcache-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also serve plain HTTP on this address (e.g. 127.0.0.1:8080). Loopback only,
+    /// unless --no-tor (the LAN demo) or server.allow_public_listen is set.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Run without Tor: the air-gapped LAN demo. Every page shows a "not anonymous"
+    /// banner. Needs --listen.
+    #[arg(long)]
+    pub no_tor: bool,
+}
+
+impl ConfigArgs {
+    fn load(
+        &self,
+        listen: Option<std::net::SocketAddr>,
+        no_tor: bool,
+    ) -> Result<Config, crate::config::ConfigError> {
+        let flags = FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            listen,
+            no_tor,
+        };
+        Config::load(self.config.as_deref(), std::env::vars(), &flags)
+    }
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config(args),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("GHOSTCACHE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ghostcache: {message}");
+    ExitCode::from(1)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.config.load(args.listen, args.no_tor) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if !config.server.no_tor {
+        return fail(
+            "this build cannot publish the onion service yet: run with --no-tor --listen ADDR \
+             (e.g. --no-tor --listen 127.0.0.1:8080)",
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "check-config prints the resolved configuration"
+)]
+fn check_config(args: ConfigArgs) -> ExitCode {
+    match args.load(None, false) {
+        Ok(config) => {
+            match toml::to_string_pretty(&config) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return fail(e),
+            }
+            eprintln!("ghostcache: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

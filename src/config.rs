@@ -1,0 +1,450 @@
+//! Configuration: defaults → TOML file → `GHOSTCACHE_*` environment → command-line flags.
+//!
+//! Every layer is merged into one TOML table and deserialised once with
+//! `deny_unknown_fields`, so a misspelt key in any layer is an error rather than a
+//! silently ignored setting. The result is validated once at start-up.
+//!
+//! Environment variables map onto keys by stripping `GHOSTCACHE_`, lowercasing, and
+//! splitting sections on a double underscore: `GHOSTCACHE_SERVER__LISTEN=127.0.0.1:8080`
+//! sets `server.listen`, `GHOSTCACHE_DATA_DIR` sets `data_dir`. Values are read as TOML
+//! values when they parse as one (numbers, booleans) and as strings otherwise.
+//! `GHOSTCACHE_CONFIG` (the file) and `GHOSTCACHE_LOG` (the log filter) are not settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that are read by the CLI itself, not merged as settings.
+pub const RESERVED_ENV: &[&str] = &["GHOSTCACHE_CONFIG", "GHOSTCACHE_LOG"];
+
+/// Prefix of every environment variable that sets a configuration key.
+pub const ENV_PREFIX: &str = "GHOSTCACHE_";
+
+/// The whole configuration. Field docs are what `check-config` and the README describe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding `ghostcache.redb`. Defaults to `$STATE_DIRECTORY` under systemd,
+    /// otherwise `./ghostcache-data`.
+    pub data_dir: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub accounts: AccountsConfig,
+    pub crypto: CryptoConfig,
+    pub rate_limits: RateLimitConfig,
+}
+
+/// The HTTP layer and its front doors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Optional plain-HTTP listener. Off by default. Must be a loopback address unless
+    /// `no_tor` is set (the LAN demo) or `allow_public_listen` is true.
+    pub listen: Option<SocketAddr>,
+    /// Serve without Tor at all (air-gapped LAN demo). Every page shows a banner.
+    pub no_tor: bool,
+    /// Allow `listen` on a non-loopback address while Tor is on.
+    pub allow_public_listen: bool,
+    /// A client must finish sending its request headers within this many seconds.
+    pub header_read_timeout_secs: u64,
+    /// A client must finish sending a form body within this many seconds.
+    pub body_timeout_secs: u64,
+    /// Connections served at once per front door; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Largest accepted `application/x-www-form-urlencoded` or JSON body, in bytes.
+    pub max_form_bytes: usize,
+    /// Most request headers accepted; more get 431.
+    pub max_headers: usize,
+}
+
+/// Accounts, sessions and automatic deletion.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Accounts whose owner has not logged in for this many days are deleted.
+    pub inactivity_days: u32,
+    /// How often the background sweeper runs, in seconds (it also runs at start-up).
+    pub sweep_interval_secs: u64,
+    /// A session unused for this many seconds ends.
+    pub session_idle_timeout_secs: u64,
+    /// A session ends this many seconds after login whatever its use.
+    pub session_lifetime_secs: u64,
+    /// Minimum length, in characters, of both the password and the destruction password.
+    pub min_password_chars: usize,
+}
+
+/// Cost parameters of the cryptography.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CryptoConfig {
+    /// argon2id memory cost in KiB (at least 19456, OWASP's minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (at least 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; further logins wait their turn. Each uses
+    /// `argon2_memory_kib` of RAM while it runs.
+    pub max_concurrent_hashes: usize,
+    /// RSA modulus size for delivery and per-connection keys: 2048, 3072 or 4096.
+    pub rsa_bits: usize,
+    /// RSA key pairs kept generated in memory so that registering is fast.
+    pub rsa_pool_size: usize,
+}
+
+/// Rate limits (per minute, with the same number as burst).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Login attempts per username per minute.
+    pub login_per_username_per_minute: u32,
+    /// Registrations per minute, for the whole server.
+    pub register_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            no_tor: false,
+            allow_public_listen: false,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            max_form_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            inactivity_days: 30,
+            sweep_interval_secs: 3600,
+            session_idle_timeout_secs: 15 * 60,
+            session_lifetime_secs: 12 * 3600,
+            min_password_chars: 10,
+        }
+    }
+}
+
+impl Default for CryptoConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+            rsa_bits: 3072,
+            rsa_pool_size: 4,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            login_per_username_per_minute: 10,
+            register_per_minute: 20,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is not a known setting ({message})")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Overrides given as command-line flags (the last layer).
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub no_tor: bool,
+}
+
+impl Config {
+    /// Merge every layer and validate. `env` is the process environment (a parameter so
+    /// tests need not mutate the real one).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest
+                .to_ascii_lowercase()
+                .split("__")
+                .map(str::to_owned)
+                .collect();
+            insert_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
+                ConfigError::Env {
+                    name: name.clone(),
+                    message,
+                }
+            })?;
+        }
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if let Some(dir) = &flags.data_dir {
+            config.data_dir = Some(dir.clone());
+        }
+        if let Some(addr) = flags.listen {
+            config.server.listen = Some(addr);
+        }
+        if flags.no_tor {
+            config.server.no_tor = true;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The data directory: configured, else `$STATE_DIRECTORY` (systemd), else
+    /// `./ghostcache-data`.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        if let Ok(state) = std::env::var("STATE_DIRECTORY") {
+            // systemd passes a colon-separated list when several are configured.
+            if let Some(first) = state.split(':').find(|s| !s.is_empty()) {
+                return PathBuf::from(first);
+            }
+        }
+        PathBuf::from("./ghostcache-data")
+    }
+
+    /// Check every rule that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        let s = &self.server;
+        if let Some(addr) = s.listen
+            && !addr.ip().is_loopback()
+            && !s.no_tor
+            && !s.allow_public_listen
+        {
+            return bad(
+                "server.listen is not a loopback address; the plain-HTTP listener is loopback-only \
+                 unless --no-tor (LAN demo) or server.allow_public_listen = true",
+            );
+        }
+        if s.no_tor && s.listen.is_none() {
+            return bad(
+                "--no-tor needs --listen ADDR: without Tor the listener is the only way in",
+            );
+        }
+        if s.header_read_timeout_secs == 0 || s.body_timeout_secs == 0 {
+            return bad("server timeouts must be at least 1 second");
+        }
+        if s.max_connections == 0 {
+            return bad("server.max_connections must be at least 1");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&s.max_form_bytes) {
+            return bad("server.max_form_bytes must be between 1024 and 16777216");
+        }
+        if !(16..=1000).contains(&s.max_headers) {
+            return bad("server.max_headers must be between 16 and 1000");
+        }
+        let a = &self.accounts;
+        if a.inactivity_days == 0 {
+            return bad("accounts.inactivity_days must be at least 1");
+        }
+        if a.sweep_interval_secs == 0 {
+            return bad("accounts.sweep_interval_secs must be at least 1");
+        }
+        if a.session_idle_timeout_secs == 0 || a.session_lifetime_secs == 0 {
+            return bad("session timeouts must be at least 1 second");
+        }
+        if a.session_idle_timeout_secs > a.session_lifetime_secs {
+            return bad("accounts.session_idle_timeout_secs cannot exceed session_lifetime_secs");
+        }
+        if !(8..=256).contains(&a.min_password_chars) {
+            return bad("accounts.min_password_chars must be between 8 and 256");
+        }
+        let c = &self.crypto;
+        if c.argon2_memory_kib < 19 * 1024 || c.argon2_iterations < 2 {
+            return bad(
+                "crypto.argon2_memory_kib must be at least 19456 and crypto.argon2_iterations at \
+                 least 2 (OWASP's minimum for argon2id)",
+            );
+        }
+        if c.argon2_memory_kib > 4 * 1024 * 1024 || c.argon2_iterations > 64 {
+            return bad(
+                "crypto.argon2 cost is unreasonably high (memory ≤ 4 GiB, iterations ≤ 64)",
+            );
+        }
+        if !(1..=16).contains(&c.argon2_parallelism) {
+            return bad("crypto.argon2_parallelism must be between 1 and 16");
+        }
+        if !(1..=256).contains(&c.max_concurrent_hashes) {
+            return bad("crypto.max_concurrent_hashes must be between 1 and 256");
+        }
+        if ![2048, 3072, 4096].contains(&c.rsa_bits) {
+            return bad("crypto.rsa_bits must be 2048, 3072 or 4096");
+        }
+        if c.rsa_pool_size > 256 {
+            return bad("crypto.rsa_pool_size must be at most 256");
+        }
+        let r = &self.rate_limits;
+        if r.login_per_username_per_minute == 0 || r.register_per_minute == 0 {
+            return bad("rate limits must be at least 1 per minute");
+        }
+        Ok(())
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // A bare TOML value (`42`, `true`, `[1, 2]`) is taken as such; anything else is a string.
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".to_owned()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => insert_path(inner, rest, value),
+                _ => Err(format!("{first} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[accounts]\ninactivity_days = 10\nsession_idle_timeout_secs = 60\n",
+        )
+        .unwrap();
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("GHOSTCACHE_ACCOUNTS__INACTIVITY_DAYS", "12"),
+                ("GHOSTCACHE_SERVER__LISTEN", "127.0.0.1:1"),
+                ("GHOSTCACHE_CONFIG", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.accounts.inactivity_days, 12, "env beats file");
+        assert_eq!(
+            c.accounts.session_idle_timeout_secs, 60,
+            "file beats default"
+        );
+        assert_eq!(
+            c.server.listen,
+            Some("127.0.0.1:9999".parse().unwrap()),
+            "flag beats env"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[accounts]\ninactivty_days = 10\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("inactivty_days"), "{err}");
+
+        let err = Config::load(
+            None,
+            env(&[("GHOSTCACHE_SERVR__LISTEN", "x")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_needs_no_tor_or_explicit_permission() {
+        let flags = FlagOverrides {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(Config::load(None, env(&[]), &flags).is_err());
+        let flags = FlagOverrides {
+            no_tor: true,
+            ..flags
+        };
+        assert!(Config::load(None, env(&[]), &flags).is_ok());
+    }
+
+    #[test]
+    fn weak_argon2_is_refused() {
+        let e = Config::load(
+            None,
+            env(&[("GHOSTCACHE_CRYPTO__ARGON2_MEMORY_KIB", "1024")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("19456"));
+    }
+}

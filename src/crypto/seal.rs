@@ -1,0 +1,141 @@
+//! Symmetric sealing with Fernet (AES-128-CBC + HMAC-SHA256), the one symmetric format
+//! used everywhere: wrapped keys, sealed private keys, file names, chat messages and file
+//! chunks. Fernet is what the Python `cryptography` package reads, so file blobs can be
+//! decrypted offline.
+
+use secrecy::{ExposeSecret, SecretBox};
+use zeroize::Zeroizing;
+
+use super::{CryptoError, random_bytes};
+use crate::clock::UnixTime;
+
+/// A 32-byte Fernet key (16 bytes signing, 16 bytes encryption). Zeroized on drop.
+pub struct SecretKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl Clone for SecretKey {
+    fn clone(&self) -> Self {
+        Self::from_bytes(self.0.expose_secret())
+    }
+}
+
+impl SecretKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new(random_bytes::<32>());
+        let key = Self::from_bytes(&bytes);
+        zeroize::Zeroize::zeroize(&mut *bytes);
+        key
+    }
+
+    /// Copy key bytes into a new zeroizing box.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self(SecretBox::init_with_mut(|b: &mut [u8; 32]| {
+            b.copy_from_slice(bytes)
+        }))
+    }
+
+    /// Key from a slice that must be exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let arr: &[u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
+        Ok(Self::from_bytes(arr))
+    }
+
+    /// Parse the URL-safe base64 form that Fernet implementations use (44 characters,
+    /// with padding). Surrounding whitespace is ignored.
+    pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
+        use base64::Engine;
+        let text = text.trim();
+        if text.len() != 44 {
+            return Err(CryptoError::BadKey);
+        }
+        let bytes = Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE
+                .decode(text)
+                .map_err(|_| CryptoError::BadKey)?,
+        );
+        Self::from_slice(&bytes)
+    }
+
+    /// The URL-safe base64 form (what Python's `Fernet(key)` takes). Shown to a member once
+    /// for file keys; otherwise only passed straight to the Fernet implementation.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        use base64::Engine;
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE.encode(self.0.expose_secret()))
+    }
+
+    /// Raw bytes, for wrapping this key under another.
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+
+    fn fernet(&self) -> Result<fernet::Fernet, CryptoError> {
+        fernet::Fernet::new(&self.to_base64()).ok_or(CryptoError::BadKey)
+    }
+
+    /// Encrypt and authenticate `plaintext`; the token carries `now` as its timestamp.
+    pub fn seal(&self, plaintext: &[u8], now: UnixTime) -> Result<String, CryptoError> {
+        let f = self.fernet()?;
+        Ok(f.encrypt_at_time(plaintext, u64::try_from(now).unwrap_or(0)))
+    }
+
+    /// Verify and decrypt a token. Time-to-live is not checked: expiry is enforced by the
+    /// store, not by token age.
+    pub fn open(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let f = self.fernet()?;
+        f.decrypt(token)
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Unseal)
+    }
+
+    /// Seal another key under this one.
+    pub fn wrap(&self, inner: &SecretKey, now: UnixTime) -> Result<String, CryptoError> {
+        self.seal(inner.expose(), now)
+    }
+
+    /// Recover a key sealed with [`SecretKey::wrap`].
+    pub fn unwrap_key(&self, token: &str) -> Result<SecretKey, CryptoError> {
+        let bytes = self.open(token)?;
+        SecretKey::from_slice(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_wrong_key_fails() {
+        let k = SecretKey::generate();
+        let t = k.seal(b"hello", 1_700_000_000).unwrap();
+        assert_eq!(&**k.open(&t).unwrap(), b"hello");
+        assert!(SecretKey::generate().open(&t).is_err());
+        let mut tampered = t.clone().into_bytes();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        assert!(k.open(&String::from_utf8(tampered).unwrap()).is_err());
+    }
+
+    #[test]
+    fn base64_form_round_trips() {
+        let k = SecretKey::generate();
+        let text = k.to_base64();
+        assert_eq!(text.len(), 44);
+        let back = SecretKey::from_base64(&format!(" {}\n", &*text)).unwrap();
+        assert_eq!(back.expose(), k.expose());
+        assert!(SecretKey::from_base64("short").is_err());
+    }
+
+    #[test]
+    fn wrap_unwrap() {
+        let outer = SecretKey::generate();
+        let inner = SecretKey::generate();
+        let w = outer.wrap(&inner, 0).unwrap();
+        assert_eq!(outer.unwrap_key(&w).unwrap().expose(), inner.expose());
+    }
+}

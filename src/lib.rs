@@ -1,0 +1,16 @@
+//! ghostcache: a private meeting place reached only through Tor Browser.
+//!
+//! One binary: an in-process onion service, server-rendered pages, and one redb file.
+//! `main.rs` only parses the command line; everything else lives here so that the
+//! integration tests drive the same code.
+
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod limits;
+pub mod store;
+pub mod sweeper;
+pub mod web;

@@ -1,0 +1,62 @@
+//! Rate limits (governor). Keyed limiters hold one small entry per key; the housekeeping
+//! task prunes entries that have recovered their full quota, so the maps do not grow
+//! without bound.
+
+use std::num::NonZeroU32;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimitConfig;
+
+/// Every rate limiter of the server.
+pub struct Limits {
+    /// Login attempts, keyed by SHA-256 of the normalised username (so the map holds no
+    /// names).
+    login: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// Registrations, server-wide.
+    register: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("login_keys", &self.login.len())
+            .finish()
+    }
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl Limits {
+    pub fn new(cfg: &RateLimitConfig) -> Self {
+        Self {
+            login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
+            register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
+        }
+    }
+
+    /// Whether one more login attempt for this (normalised) username is allowed now.
+    pub fn login_allowed(&self, normalised_username: &str) -> bool {
+        self.login
+            .check_key(&crate::crypto::sha256(normalised_username.as_bytes()))
+            .is_ok()
+    }
+
+    /// Whether one more registration is allowed now.
+    pub fn register_allowed(&self) -> bool {
+        self.register.check().is_ok()
+    }
+
+    /// Forget keys whose quota has fully recovered.
+    pub fn prune(&self) {
+        self.login.retain_recent();
+        self.login.shrink_to_fit();
+    }
+
+    /// Number of keys held (for tests and status).
+    pub fn login_keys(&self) -> usize {
+        self.login.len()
+    }
+}

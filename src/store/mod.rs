@@ -1,0 +1,136 @@
+//! The store: one redb file, `ghostcache.redb`, holding all state.
+//!
+//! redb calls block, so request handlers reach the store through [`Store::run`], which
+//! moves the work to tokio's blocking pool and re-raises a panic there as a panic here.
+
+pub mod records;
+pub mod schema;
+pub mod tables;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, WriteTransaction};
+
+pub use records::{Record, UserRecord};
+pub use tables::Id;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "ghostcache.redb";
+
+/// Errors from the storage layer. The detail is for logs, never for pages.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("database file is in use by another ghostcache process")]
+    Locked,
+    #[error(
+        "the database was written by a newer ghostcache (schema {found}; this binary understands \
+         up to {supported}); refusing to open it. Upgrade ghostcache, or restore a backup made by \
+         this version"
+    )]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("encoding record: {0}")]
+    Encode(String),
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+macro_rules! redb_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Handle to the open database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Open (or create) the database at `path`, refuse a newer schema, migrate an older one.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = match Database::builder().create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                return Err(StoreError::Locked);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let store = Self { db: Arc::new(db) };
+        schema::prepare(&store)?;
+        Ok(store)
+    }
+
+    /// Begin a write transaction. Every commit is durable (fsync) and uses redb's two-phase
+    /// commit, so a power cut leaves either the old or the new state.
+    pub fn write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_two_phase_commit(true);
+        Ok(txn)
+    }
+
+    /// Begin a read transaction (a consistent snapshot).
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        use redb::ReadableDatabase;
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Run blocking store work on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Join(e.to_string())),
+        }
+    }
+
+    /// Access to the database for backups and statistics.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_of_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let _a = Store::open(&path).unwrap();
+        // redb locks the file; within one process it reports the database as already open.
+        assert!(Store::open(&path).is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! The web layer: one hyper service behind every front door, a router, sessions, CSRF,
+//! forms, security headers and error pages.
+
+pub mod assets;
+pub mod error;
+pub mod layout;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod session;
+
+use std::sync::Arc;
+
+use hyper::header::HeaderMap;
+
+use crate::app::AppState;
+use crate::clock::UnixTime;
+use error::AppError;
+use layout::PageCtx;
+use request::Form;
+use session::{Session, Sessions};
+
+/// Which front door a request came through. Handlers only use it for cookie flags and the
+/// "not anonymous" banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The optional plain-HTTP TCP listener (loopback, or the LAN demo).
+    Tcp,
+    /// The Tor onion service.
+    Onion,
+}
+
+impl Door {
+    /// Cookie name, with the `__Host-` prefix on the onion door (which Tor Browser treats as
+    /// a secure context).
+    pub fn cookie_name(self, base: &'static str) -> String {
+        match self {
+            Door::Onion => format!("__Host-{base}"),
+            Door::Tcp => base.to_owned(),
+        }
+    }
+
+    /// Attributes of every cookie we set.
+    pub fn cookie_attributes(self) -> &'static str {
+        match self {
+            Door::Onion => "; Path=/; HttpOnly; SameSite=Strict; Secure",
+            Door::Tcp => "; Path=/; HttpOnly; SameSite=Strict",
+        }
+    }
+
+    /// Whether pages carry the "not anonymous" banner.
+    pub fn banner(self) -> bool {
+        matches!(self, Door::Tcp)
+    }
+}
+
+/// Base names of our cookies.
+pub const SESSION_COOKIE: &str = "gc_session";
+pub const PRE_SESSION_COOKIE: &str = "gc_pre";
+
+/// Per-request context handed to handlers.
+pub struct Ctx {
+    pub state: Arc<AppState>,
+    pub door: Door,
+    /// The time this request is handled at (one reading of the clock).
+    pub now: UnixTime,
+    pub session: Option<Arc<Session>>,
+    pre_session: Option<String>,
+    /// `Set-Cookie` values to add to the response.
+    pub set_cookies: Vec<String>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("door", &self.door)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    /// Build the context from the request's cookies.
+    pub fn new(state: Arc<AppState>, door: Door, headers: &HeaderMap) -> Self {
+        let now = state.clock.now();
+        let session = request::cookie(headers, &door.cookie_name(SESSION_COOKIE))
+            .and_then(|c| state.sessions.get(c, now));
+        let pre_session = request::cookie(headers, &door.cookie_name(PRE_SESSION_COOKIE))
+            .filter(|c| state.sessions.anonymous_csrf(c).is_some())
+            .map(str::to_owned);
+        Self {
+            state,
+            door,
+            now,
+            session,
+            pre_session,
+            set_cookies: Vec::new(),
+        }
+    }
+
+    /// The CSRF token for anonymous forms (login, registration), creating the pre-session
+    /// cookie if the browser has none yet.
+    pub fn anonymous_csrf(&mut self) -> String {
+        let pre = match &self.pre_session {
+            Some(p) => p.clone(),
+            None => {
+                let p = Sessions::new_anonymous();
+                self.set_cookies.push(format!(
+                    "{}={p}{}",
+                    self.door.cookie_name(PRE_SESSION_COOKIE),
+                    self.door.cookie_attributes()
+                ));
+                self.pre_session = Some(p.clone());
+                p
+            }
+        };
+        self.state.sessions.anonymous_csrf(&pre).unwrap_or_default()
+    }
+
+    /// What the layout needs.
+    pub fn page(&mut self) -> PageCtx {
+        match &self.session {
+            Some(s) => PageCtx {
+                banner: self.door.banner(),
+                user: Some(s.username.clone()),
+                csrf: s.csrf().to_owned(),
+            },
+            // Anonymous pages carry no member forms; the login and registration forms ask
+            // for `anonymous_csrf` themselves, so plain pages set no cookie at all.
+            None => PageCtx {
+                banner: self.door.banner(),
+                user: None,
+                csrf: String::new(),
+            },
+        }
+    }
+
+    /// The logged-in session, or "log in again".
+    pub fn require_session(&self) -> Result<Arc<Session>, AppError> {
+        self.session.clone().ok_or(AppError::SessionRequired)
+    }
+
+    /// Check a member's form: a live session and its CSRF token.
+    pub fn check_member_form(&self, form: &Form) -> Result<Arc<Session>, AppError> {
+        let session = self.require_session()?;
+        if !session.csrf_ok(form.text("csrf")) {
+            return Err(AppError::Csrf);
+        }
+        Ok(session)
+    }
+
+    /// Check an anonymous form (login, registration) against the pre-session cookie.
+    pub fn check_anonymous_form(&self, form: &Form) -> Result<(), AppError> {
+        match &self.pre_session {
+            Some(pre)
+                if self
+                    .state
+                    .sessions
+                    .anonymous_csrf_ok(pre, form.text("csrf")) =>
+            {
+                Ok(())
+            }
+            _ => Err(AppError::Csrf),
+        }
+    }
+
+    /// Log a member in: a fresh session id (never the one the browser had before).
+    pub fn start_session(
+        &mut self,
+        user_id: crate::store::Id,
+        username: String,
+        key: crate::crypto::SecretKey,
+    ) {
+        if let Some(old) = self.session.take() {
+            self.state.sessions.remove(&old);
+        }
+        let (cookie, session) = self.state.sessions.create(user_id, username, key, self.now);
+        self.set_cookies.push(format!(
+            "{}={cookie}{}",
+            self.door.cookie_name(SESSION_COOKIE),
+            self.door.cookie_attributes()
+        ));
+        self.session = Some(session);
+    }
+
+    /// Log out: end the session and tell the browser to forget the cookie.
+    pub fn end_session(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.state.sessions.remove(&s);
+        }
+        self.set_cookies.push(format!(
+            "{}=deleted{}; Max-Age=0",
+            self.door.cookie_name(SESSION_COOKIE),
+            self.door.cookie_attributes()
+        ));
+    }
+}

@@ -1,0 +1,234 @@
+//! In-memory sessions and CSRF tokens.
+//!
+//! A session id is 32 random bytes, sent to the browser once in a cookie and kept here only
+//! as its SHA-256, so the map never holds a usable cookie. The session holds the member's
+//! unwrapped `data_key`; dropping the session (logout, idle or absolute expiry, account
+//! deletion, shutdown) zeroizes it. A restart logs everyone out, by design.
+//!
+//! CSRF tokens are `HMAC(process key, binding)`, where the binding is the session id for
+//! members and a random pre-session cookie for the login and registration forms. Nothing
+//! is stored per anonymous visitor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::clock::UnixTime;
+use crate::crypto::{
+    SecretKey, b64url, b64url_decode_exact, ct_eq, hmac_sha256, random_bytes, sha256,
+};
+use crate::store::Id;
+
+/// A logged-in member's session.
+pub struct Session {
+    pub user_id: Id,
+    /// Normalised username, for display.
+    pub username: String,
+    /// The member's data key, unwrapped at login.
+    pub data_key: SecretKey,
+    /// Hash of the session id (the map key).
+    id_hash: [u8; 32],
+    /// CSRF token for this session's forms.
+    csrf: String,
+    created: UnixTime,
+    last_seen: AtomicI64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The CSRF token to put in this session's forms.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `token` is this session's CSRF token (constant time).
+    pub fn csrf_ok(&self, token: &str) -> bool {
+        ct_eq(token.as_bytes(), self.csrf.as_bytes())
+    }
+}
+
+/// Every live session.
+pub struct Sessions {
+    map: Mutex<HashMap<[u8; 32], Arc<Session>>>,
+    csrf_key: SecretKey,
+    idle_secs: i64,
+    lifetime_secs: i64,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("live", &self.map.lock().len())
+            .finish()
+    }
+}
+
+const BIND_SESSION: &[u8] = b"session";
+const BIND_ANON: &[u8] = b"anonymous";
+
+impl Sessions {
+    pub fn new(idle_secs: u64, lifetime_secs: u64) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            csrf_key: SecretKey::generate(),
+            idle_secs: i64::try_from(idle_secs).unwrap_or(i64::MAX),
+            lifetime_secs: i64::try_from(lifetime_secs).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Start a session; returns the cookie value (shown to the browser, never kept).
+    pub fn create(
+        &self,
+        user_id: Id,
+        username: String,
+        data_key: SecretKey,
+        now: UnixTime,
+    ) -> (String, Arc<Session>) {
+        let raw = random_bytes::<32>();
+        let id_hash = sha256(&raw);
+        let csrf = b64url(&hmac_sha256(self.csrf_key.expose(), &[BIND_SESSION, &raw]));
+        let session = Arc::new(Session {
+            user_id,
+            username,
+            data_key,
+            id_hash,
+            csrf,
+            created: now,
+            last_seen: AtomicI64::new(now),
+        });
+        self.map.lock().insert(id_hash, Arc::clone(&session));
+        (b64url(&raw), session)
+    }
+
+    /// The live session for a cookie value, refreshing its idle timer. An expired session
+    /// is removed and not returned.
+    pub fn get(&self, cookie: &str, now: UnixTime) -> Option<Arc<Session>> {
+        let raw = b64url_decode_exact::<32>(cookie)?;
+        let id_hash = sha256(&raw);
+        let mut map = self.map.lock();
+        let session = map.get(&id_hash)?;
+        if self.expired(session, now) {
+            map.remove(&id_hash);
+            return None;
+        }
+        session.last_seen.store(now, Ordering::Relaxed);
+        Some(Arc::clone(session))
+    }
+
+    fn expired(&self, s: &Session, now: UnixTime) -> bool {
+        now.saturating_sub(s.last_seen.load(Ordering::Relaxed)) >= self.idle_secs
+            || now.saturating_sub(s.created) >= self.lifetime_secs
+    }
+
+    /// End one session (logout).
+    pub fn remove(&self, session: &Session) {
+        self.map.lock().remove(&session.id_hash);
+    }
+
+    /// End every session of a member (account deleted).
+    pub fn remove_user(&self, user_id: &Id) {
+        self.map.lock().retain(|_, s| &s.user_id != user_id);
+    }
+
+    /// Remove expired sessions; returns the members whose sessions ended.
+    pub fn reap(&self, now: UnixTime) -> Vec<Id> {
+        let mut ended = Vec::new();
+        self.map.lock().retain(|_, s| {
+            let keep = !self.expired(s, now);
+            if !keep {
+                ended.push(s.user_id);
+            }
+            keep
+        });
+        ended
+    }
+
+    /// Whether a member has any live session.
+    pub fn has_user(&self, user_id: &Id, now: UnixTime) -> bool {
+        self.map
+            .lock()
+            .values()
+            .any(|s| &s.user_id == user_id && !self.expired(s, now))
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether there is no live session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// End every session (shutdown), zeroizing every data key.
+    pub fn clear(&self) {
+        self.map.lock().clear();
+    }
+
+    /// A new pre-session value for anonymous forms (login, registration).
+    pub fn new_anonymous() -> String {
+        b64url(&random_bytes::<32>())
+    }
+
+    /// The CSRF token bound to an anonymous pre-session cookie, if the cookie is well formed.
+    pub fn anonymous_csrf(&self, pre_session: &str) -> Option<String> {
+        let raw = b64url_decode_exact::<32>(pre_session)?;
+        Some(b64url(&hmac_sha256(
+            self.csrf_key.expose(),
+            &[BIND_ANON, &raw],
+        )))
+    }
+
+    /// Whether `token` is the CSRF token for the anonymous `pre_session` cookie.
+    pub fn anonymous_csrf_ok(&self, pre_session: &str, token: &str) -> bool {
+        self.anonymous_csrf(pre_session)
+            .is_some_and(|expected| ct_eq(expected.as_bytes(), token.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_and_absolute_expiry() {
+        let s = Sessions::new(900, 3600);
+        let (cookie, _) = s.create([1; 16], "a".into(), SecretKey::generate(), 1000);
+        assert!(s.get(&cookie, 1000 + 899).is_some(), "refreshes idle timer");
+        assert!(s.get(&cookie, 1000 + 899 + 899).is_some());
+        assert!(s.get(&cookie, 1000 + 3600).is_none(), "absolute lifetime");
+        assert!(s.is_empty());
+
+        let (cookie, _) = s.create([1; 16], "a".into(), SecretKey::generate(), 0);
+        assert!(s.get(&cookie, 900).is_none(), "idle timeout");
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound() {
+        let s = Sessions::new(900, 3600);
+        let (_, a) = s.create([1; 16], "a".into(), SecretKey::generate(), 0);
+        let (_, b) = s.create([1; 16], "a".into(), SecretKey::generate(), 0);
+        assert!(a.csrf_ok(a.csrf()));
+        assert!(!a.csrf_ok(b.csrf()));
+        let pre = Sessions::new_anonymous();
+        let t = s.anonymous_csrf(&pre).unwrap();
+        assert!(s.anonymous_csrf_ok(&pre, &t));
+        assert!(!s.anonymous_csrf_ok(&Sessions::new_anonymous(), &t));
+        assert!(!s.anonymous_csrf_ok("garbage", &t));
+    }
+
+    #[test]
+    fn garbage_cookies_find_nothing() {
+        let s = Sessions::new(900, 3600);
+        assert!(s.get("", 0).is_none());
+        assert!(s.get(&"A".repeat(10_000), 0).is_none());
+    }
+}
