@@ -1,0 +1,17 @@
+//! All integration tests, compiled into ONE test binary (every file directly under
+//! `tests/` is a separate link; do not add more there).
+//!
+//! Tests speak HTTP to a real server on a loopback port exactly as a browser would:
+//! cookies, forms with their CSRF fields, multipart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test with its message"
+)]
+
+mod support;
+
+mod accounts;
+mod web;

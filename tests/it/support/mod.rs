@@ -1,0 +1,12 @@
+//! Test fixtures: an in-process server on a free loopback port with a movable clock, and
+//! a cookie-keeping HTTP client that reads pages the way a browser does.
+
+pub mod client;
+pub mod server;
+
+pub use client::{Client, Resp};
+pub use server::TestServer;
+
+/// Passwords long enough for the default policy.
+pub const PW: &str = "correct horse battery";
+pub const DPW: &str = "destroy everything now";

@@ -1,0 +1,83 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ghostcache::app::{self, AppState, RunningApp, StartOptions};
+use ghostcache::clock::Clock;
+use ghostcache::config::Config;
+
+use super::Client;
+
+/// A server running inside the test's runtime, on its own temporary data directory.
+pub struct TestServer {
+    app: Option<RunningApp>,
+    pub addr: SocketAddr,
+    pub clock: Clock,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with test defaults (fast argon2id, 2048-bit RSA, plain-HTTP door).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with test defaults changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, tweak).await
+    }
+
+    /// A server on an existing data directory (to test restarts).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(dir.path().to_path_buf());
+        tweak(&mut config);
+        let clock = Clock::system();
+        let options = StartOptions {
+            clock: clock.clone(),
+            danger_fast_kdf: true,
+        };
+        let app = app::start(config, options).await.unwrap();
+        let addr = app.listen_addr.unwrap();
+        Self {
+            app: Some(app),
+            addr,
+            clock,
+            dir,
+        }
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.app.as_ref().unwrap().state
+    }
+
+    /// A fresh browser.
+    pub fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    /// Stop the server and keep its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        // Give the blocking pool a moment to drop its handles to the database.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.dir
+    }
+}
+
+/// The configuration every in-process test starts from.
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut c = Config {
+        data_dir: Some(data_dir),
+        ..Config::default()
+    };
+    c.server.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.server.no_tor = true;
+    c.crypto.rsa_bits = 2048;
+    c.crypto.rsa_pool_size = 2;
+    c.rate_limits.login_per_username_per_minute = 1000;
+    c.rate_limits.register_per_minute = 1000;
+    c
+}
