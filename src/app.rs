@@ -155,10 +155,11 @@ impl std::fmt::Debug for RunningApp {
 /// Open the database and build the state (no listeners yet).
 pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppState>, StartupError> {
     let dir = config.resolved_data_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| StartupError::DataDir {
+    crate::hardening::create_private_dir(&dir).map_err(|source| StartupError::DataDir {
         path: dir.clone(),
         source,
     })?;
+    crate::hardening::check_private_dir(&dir).map_err(|e| StartupError::Config(e.to_string()))?;
     let path = dir.join(DB_FILE);
     let store = Store::open(&path).map_err(|source| StartupError::Store { path, source })?;
     let kdf = if options.danger_fast_kdf {

@@ -26,6 +26,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load and validate the configuration, print it resolved, and exit (0 when valid).
     CheckConfig(ConfigArgs),
+    /// Write a consistent copy of the database to PATH while the server keeps running.
+    ///
+    /// To restore: stop the service, copy the backup over ghostcache.redb in the data
+    /// directory (keeping it private: chmod 600), start the service.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where to write the backup (a new file; never overwritten).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
 }
 
 /// Where the configuration comes from.
@@ -76,6 +90,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Backup(args) => backup(args),
     }
 }
 
@@ -97,6 +112,9 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    if let Err(e) = crate::hardening::harden_process() {
+        return fail(e);
+    }
     let config = match args.config.load(args.listen, args.no_tor) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -132,6 +150,28 @@ fn check_config(args: ConfigArgs) -> ExitCode {
                 Err(e) => return fail(e),
             }
             eprintln!("ghostcache: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn backup(args: BackupArgs) -> ExitCode {
+    let config = match args.config.load(None, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let source = config.resolved_data_dir().join(crate::store::DB_FILE);
+    match crate::store::backup::backup(&source, &args.path) {
+        Ok(report) => {
+            eprintln!(
+                "ghostcache: backup written to {} ({} tables, {} rows, {} bytes, {:.2} s)",
+                args.path.display(),
+                report.tables,
+                report.rows,
+                report.bytes,
+                report.elapsed.as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod hardening;
 pub mod limits;
 pub mod store;
 pub mod sweeper;

@@ -3,6 +3,7 @@
 //! redb calls block, so request handlers reach the store through [`Store::run`], which
 //! moves the work to tokio's blocking pool and re-raises a panic there as a panic here.
 
+pub mod backup;
 pub mod records;
 pub mod schema;
 pub mod tables;
@@ -10,7 +11,7 @@ pub mod tables;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, WriteTransaction};
+use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, WriteTransaction};
 
 pub use records::{Record, UserRecord};
 pub use tables::Id;
@@ -25,6 +26,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("database file is in use by another ghostcache process")]
     Locked,
+    #[error("no database at {0}")]
+    Missing(String),
     #[error(
         "the database was written by a newer ghostcache (schema {found}; this binary understands \
          up to {supported}); refusing to open it. Upgrade ghostcache, or restore a backup made by \
@@ -71,16 +74,17 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Open (or create) the database at `path`, refuse a newer schema, migrate an older one.
+    ///
+    /// The file is opened as the single writer: other processes (`ghostcache backup`,
+    /// `status`, `onion-address`) may open it read-only at the same time and read
+    /// consistent snapshots; a second writer is refused.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = match Database::builder().create(path) {
+        let db = match Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(path)
+        {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked),
-            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
-                if e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                return Err(StoreError::Locked);
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(map_open_error(e)),
         };
         let store = Self { db: Arc::new(db) };
         schema::prepare(&store)?;
@@ -118,6 +122,43 @@ impl Store {
     /// Access to the database for backups and statistics.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+}
+
+/// Open an existing database read-only, alongside a running server if there is one.
+pub fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing(path.display().to_string()));
+    }
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+        .map_err(map_open_error)?;
+    {
+        use redb::ReadableDatabase;
+        let txn = db.begin_read()?;
+        let version = schema::read_version_in(&txn)?;
+        if let Some(v) = version
+            && v > schema::CURRENT_SCHEMA
+        {
+            return Err(StoreError::NewerSchema {
+                found: v,
+                supported: schema::CURRENT_SCHEMA,
+            });
+        }
+    }
+    Ok(db)
+}
+
+fn map_open_error(e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            StoreError::Locked
+        }
+        e => e.into(),
     }
 }
 

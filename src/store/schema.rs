@@ -37,7 +37,11 @@ pub fn prepare(store: &Store) -> Result<(), StoreError> {
 
 /// The schema version stored in the file, if any.
 pub fn read_version(store: &Store) -> Result<Option<u32>, StoreError> {
-    let txn = store.read()?;
+    read_version_in(&store.read()?)
+}
+
+/// The schema version as seen by a read transaction (also of a read-only database).
+pub fn read_version_in(txn: &redb::ReadTransaction) -> Result<Option<u32>, StoreError> {
     let table = match txn.open_table(tables::META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -66,11 +70,18 @@ pub fn write_version(store: &Store, version: u32) -> Result<(), StoreError> {
 
 /// Open every table once so that read transactions never meet a missing table.
 fn create_tables(store: &Store) -> Result<(), StoreError> {
+    struct Create<'t>(&'t redb::WriteTransaction);
+    impl tables::TableVisitor for Create<'_> {
+        fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+            &mut self,
+            table: redb::TableDefinition<'static, K, V>,
+        ) -> Result<(), StoreError> {
+            self.0.open_table(table)?;
+            Ok(())
+        }
+    }
     let txn = store.write()?;
-    txn.open_table(tables::META)?;
-    txn.open_table(tables::USERS)?;
-    txn.open_table(tables::USERNAME_TO_USER)?;
-    txn.open_table(tables::SKELETON_TO_USER)?;
+    tables::visit_all(&mut Create(&txn))?;
     txn.commit()?;
     Ok(())
 }

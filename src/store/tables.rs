@@ -23,3 +23,22 @@ pub const USERNAME_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("us
 /// Confusable-skeleton index (UTS #39), so that two names that look alike cannot both
 /// exist. Key: skeleton of the normalised username. Value: user id.
 pub const SKELETON_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("skeleton_to_user_v1");
+
+/// Something done once per table (creating them, copying them into a backup).
+pub trait TableVisitor {
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+    ) -> Result<(), super::StoreError>;
+}
+
+/// Visit every table. Every table declared in this module must be listed here: creation
+/// at start-up and backups both go through this list, and a backup refuses to finish
+/// when the file holds a table this list does not name.
+pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
+    v.visit(META)?;
+    v.visit(USERS)?;
+    v.visit(USERNAME_TO_USER)?;
+    v.visit(SKELETON_TO_USER)?;
+    Ok(())
+}
