@@ -38,6 +38,10 @@ pub struct AppState {
     /// Members whose destruction password was just used: refused at once, deleted in the
     /// background so that the response looks and takes exactly like a failed login.
     pending_destruction: Mutex<HashSet<Id>>,
+    /// Progress of the onion service (empty with --no-tor).
+    pub onion_status: Arc<Mutex<crate::onion::OnionStatus>>,
+    /// When this process started serving (monotonic), for `status`.
+    pub started: std::time::Instant,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,6 +67,8 @@ pub enum StartupError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("onion service: {0}")]
+    Onion(#[from] crate::onion::OnionError),
 }
 
 /// Knobs that only tests turn. Nothing in the configuration file or CLI reaches them.
@@ -140,6 +146,8 @@ pub struct RunningApp {
     pub state: Arc<AppState>,
     /// Where the plain-HTTP listener is bound, if it is on.
     pub listen_addr: Option<SocketAddr>,
+    /// The onion service, unless --no-tor.
+    pub onion: Option<crate::onion::Onion>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -189,6 +197,8 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
         store,
         config,
         pending_destruction: Mutex::new(HashSet::new()),
+        onion_status: Arc::new(Mutex::new(crate::onion::OnionStatus::default())),
+        started: std::time::Instant::now(),
     }))
 }
 
@@ -215,20 +225,64 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, 
             shutdown_rx.clone(),
         )));
     }
-    tasks.push(crate::sweeper::spawn(Arc::clone(&state), shutdown_rx));
+    tasks.push(crate::sweeper::spawn(
+        Arc::clone(&state),
+        shutdown_rx.clone(),
+    ));
+
+    let onion = if state.config.server.no_tor {
+        tracing::warn!("running without Tor (--no-tor): this server is not anonymous");
+        None
+    } else {
+        Some(start_onion(&state, shutdown_rx).await?)
+    };
     Ok(RunningApp {
         state,
         listen_addr,
+        onion,
         shutdown,
         tasks,
     })
 }
 
+/// Load (or create) the identity key and launch the onion service.
+async fn start_onion(
+    state: &Arc<AppState>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<crate::onion::Onion, StartupError> {
+    use crate::onion::{OnionError, key};
+    // arti's TLS (rustls) needs a process-wide crypto provider; a second install in the
+    // same process (tests) is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let master = key::load_master_key(&state.config.tor).map_err(OnionError::from)?;
+    if master.is_none() {
+        tracing::warn!(
+            "no master key configured (tor.master_key_credential or tor.master_key_file): \
+             the onion identity key is stored unsealed in the database"
+        );
+    }
+    let identity = state
+        .store
+        .run(move |store| Ok(key::load_or_create(store, master.as_ref())))
+        .await
+        .map_err(|e| OnionError::Key(key::KeyError::Store(e)))?
+        .map_err(OnionError::from)?;
+    let onion = crate::onion::launch(
+        Arc::clone(state),
+        identity,
+        Arc::clone(&state.onion_status),
+        shutdown,
+    )
+    .await?;
+    Ok(onion)
+}
+
 impl RunningApp {
     /// Stop accepting, let open requests finish (up to 5 s), end every session and
     /// zeroize the key pool.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        drop(self.onion.take());
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -237,11 +291,38 @@ impl RunningApp {
     }
 }
 
-/// Run until SIGINT or SIGTERM.
+/// Run until SIGINT or SIGTERM, telling systemd when we serve and when we stop.
+#[allow(
+    clippy::print_stdout,
+    reason = "the operator is told the onion address once"
+)]
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    let started_at = Clock::system().now();
     let app = start(config, StartOptions::default()).await?;
+    if let Some(onion) = &app.onion {
+        println!(
+            "ghostcache: onion service published at http://{}/",
+            onion.address
+        );
+    }
+    if let Some(addr) = app.listen_addr {
+        println!("ghostcache: plain HTTP (not anonymous) at http://{addr}/");
+    }
+    crate::status::write_runtime(&app.state, started_at);
+    crate::notify::ready();
+    let status_state = Arc::clone(&app.state);
+    let status_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            crate::status::write_runtime(&status_state, started_at);
+        }
+    });
     wait_for_signal().await;
     tracing::info!("shutting down");
+    crate::notify::stopping();
+    status_task.abort();
+    crate::status::clear_runtime(&app.state);
     app.shutdown().await;
     Ok(())
 }

@@ -31,6 +31,12 @@ pub enum Command {
     /// To restore: stop the service, copy the backup over ghostcache.redb in the data
     /// directory (keeping it private: chmod 600), start the service.
     Backup(BackupArgs),
+    /// Print the onion address (http://….onion/) without starting anything. Works while
+    /// the server runs. Needs the master key when one is configured.
+    OnionAddress(ConfigArgs),
+    /// Show whether the server runs, its uptime, Tor's state, counts and database size.
+    /// Never shows names.
+    Status(ConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +97,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Backup(args) => backup(args),
+        Command::OnionAddress(args) => onion_address(args),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -119,12 +127,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if !config.server.no_tor {
-        return fail(
-            "this build cannot publish the onion service yet: run with --no-tor --listen ADDR \
-             (e.g. --no-tor --listen 127.0.0.1:8080)",
-        );
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,6 +174,65 @@ fn backup(args: BackupArgs) -> ExitCode {
                 report.bytes,
                 report.elapsed.as_secs_f64()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the address is this command's output")]
+fn onion_address(args: ConfigArgs) -> ExitCode {
+    let config = match args.load(None, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let path = config.resolved_data_dir().join(crate::store::DB_FILE);
+    let result = (|| -> Result<String, String> {
+        let master = crate::onion::key::load_master_key(&config.tor).map_err(|e| e.to_string())?;
+        let db = crate::store::open_read_only(&path).map_err(|e| e.to_string())?;
+        let key = crate::onion::key::read(&db, master.as_ref()).map_err(|e| e.to_string())?;
+        key.address().map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(address) => {
+            println!("http://{address}/");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the status is this command's output")]
+fn status(args: ConfigArgs) -> ExitCode {
+    let config = match args.load(None, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let dir = config.resolved_data_dir();
+    match crate::status::read_runtime(&dir) {
+        Some(rt) => {
+            println!("server:         running (pid {})", rt.pid);
+            let uptime = crate::clock::Clock::system()
+                .now()
+                .saturating_sub(rt.started_at);
+            println!(
+                "uptime:         {}d {:02}h {:02}m {:02}s",
+                uptime / 86_400,
+                uptime % 86_400 / 3600,
+                uptime % 3600 / 60,
+                uptime % 60
+            );
+            println!("tor bootstrap:  {}", rt.tor_bootstrap);
+            println!("onion service:  {}", rt.onion_service);
+        }
+        None => println!("server:         not running"),
+    }
+    match crate::status::counts(&dir.join(crate::store::DB_FILE)) {
+        Ok(c) => {
+            for (name, n) in c.rows {
+                println!("{:<15} {n}", format!("{name}:"));
+            }
+            println!("database size:  {} bytes", c.file_bytes);
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -32,6 +32,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub crypto: CryptoConfig,
     pub rate_limits: RateLimitConfig,
+    pub tor: TorConfig,
 }
 
 /// The HTTP layer and its front doors.
@@ -100,6 +101,91 @@ pub struct RateLimitConfig {
     pub login_per_username_per_minute: u32,
     /// Registrations per minute, for the whole server.
     pub register_per_minute: u32,
+}
+
+/// The onion service (arti, in-process).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TorConfig {
+    /// Name of a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`) holding the master
+    /// key that seals the onion identity key in the database.
+    pub master_key_credential: Option<String>,
+    /// Path of a file holding the master key (mode 0600 or stricter). At most one of
+    /// `master_key_credential` and `master_key_file` may be set. With neither, the onion
+    /// identity key is stored unsealed (a warning is logged).
+    pub master_key_file: Option<PathBuf>,
+    /// Introduction points of the onion service (1–20).
+    pub num_intro_points: u8,
+    /// Streams one rendezvous circuit may have open at once; more close the circuit.
+    pub max_streams_per_circuit: u32,
+    /// INTRODUCE2 cells per second the introduction points let through (0: no limit).
+    pub intro_rate_per_sec: u32,
+    /// Burst of INTRODUCE2 cells the introduction points let through.
+    pub intro_burst: u32,
+    /// Offer the onion-service proof-of-work defence (experimental in arti).
+    pub proof_of_work: bool,
+    /// Write the full onion address to the log. Off by default: the log shows it
+    /// redacted, and `ghostcache onion-address` prints it.
+    pub log_onion_address: bool,
+    /// Join a private Tor network instead of the public one (tests, air-gapped demos).
+    pub network: Option<TorNetworkConfig>,
+}
+
+/// A private Tor network: its authorities and fallback directory caches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TorNetworkConfig {
+    /// v3 identities (hex) of the directory authorities.
+    pub authorities: Vec<String>,
+    /// Fallback directory caches arti bootstraps from.
+    pub fallbacks: Vec<FallbackConfig>,
+    /// Let arti connect to relays on local and private addresses.
+    #[serde(default)]
+    pub allow_local_addrs: bool,
+    /// Relays in the same IPv4 /N are one family (33 disables it, for loopback networks).
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_subnet_family_prefix: u8,
+    /// Relays in the same IPv6 /N are one family (129 disables it).
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_subnet_family_prefix: u8,
+    /// Consensus parameter overrides, e.g. `hsdir_interval = 12` (minutes).
+    #[serde(default)]
+    pub net_params: std::collections::BTreeMap<String, i32>,
+}
+
+fn default_v4_prefix() -> u8 {
+    16
+}
+fn default_v6_prefix() -> u8 {
+    32
+}
+
+/// One fallback directory cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// RSA identity fingerprint, 40 hex digits.
+    pub rsa_identity: String,
+    /// ed25519 identity, base64 without padding.
+    pub ed25519_identity: String,
+    /// ORPort address.
+    pub orport: SocketAddr,
+}
+
+impl Default for TorConfig {
+    fn default() -> Self {
+        Self {
+            master_key_credential: None,
+            master_key_file: None,
+            num_intro_points: 3,
+            max_streams_per_circuit: 64,
+            intro_rate_per_sec: 25,
+            intro_burst: 200,
+            proof_of_work: false,
+            log_onion_address: false,
+            network: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -320,6 +406,40 @@ impl Config {
         let r = &self.rate_limits;
         if r.login_per_username_per_minute == 0 || r.register_per_minute == 0 {
             return bad("rate limits must be at least 1 per minute");
+        }
+        let t = &self.tor;
+        if t.master_key_credential.is_some() && t.master_key_file.is_some() {
+            return bad("set at most one of tor.master_key_credential and tor.master_key_file");
+        }
+        if let Some(name) = &t.master_key_credential
+            && (name.is_empty() || name.contains('/') || name.starts_with('.'))
+        {
+            return bad("tor.master_key_credential is a credential name, not a path");
+        }
+        if !(1..=20).contains(&t.num_intro_points) {
+            return bad("tor.num_intro_points must be between 1 and 20");
+        }
+        if t.max_streams_per_circuit == 0 {
+            return bad("tor.max_streams_per_circuit must be at least 1");
+        }
+        if t.intro_rate_per_sec > 0 && t.intro_burst < t.intro_rate_per_sec {
+            return bad("tor.intro_burst must be at least tor.intro_rate_per_sec");
+        }
+        if let Some(n) = &t.network {
+            if n.authorities.is_empty() || n.fallbacks.is_empty() {
+                return bad("tor.network needs at least one authority and one fallback");
+            }
+            if n.authorities
+                .iter()
+                .any(|a| a.len() != 40 || !a.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return bad("tor.network.authorities are 40-digit hex v3 identities");
+            }
+            if n.ipv4_subnet_family_prefix > 33 || n.ipv6_subnet_family_prefix > 129 {
+                return bad(
+                    "tor.network subnet family prefixes are at most 33 (IPv4) and 129 (IPv6)",
+                );
+            }
         }
         Ok(())
     }

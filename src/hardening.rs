@@ -24,17 +24,24 @@ pub enum HardeningError {
     },
 }
 
-/// Disable core dumps and make the process non-dumpable.
+/// Disable core dumps and make the process non-dumpable. Under the systemd unit
+/// (`LimitCORE=0`) the limit is already zero and `setrlimit` is not called, since the
+/// unit's system-call filter forbids it.
 pub fn harden_process() -> Result<(), HardeningError> {
-    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )
-    .map_err(|e| HardeningError::Core(e.to_string()))?;
+    use rustix::process::{
+        DumpableBehavior, Resource, Rlimit, getrlimit, set_dumpable_behavior, setrlimit,
+    };
+    let core = getrlimit(Resource::Core);
+    if core.current != Some(0) || core.maximum != Some(0) {
+        setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )
+        .map_err(|e| HardeningError::Core(e.to_string()))?;
+    }
     set_dumpable_behavior(DumpableBehavior::NotDumpable)
         .map_err(|e| HardeningError::Dumpable(e.to_string()))
 }

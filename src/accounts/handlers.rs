@@ -242,10 +242,9 @@ pub async fn change_password(
     let current = secret_bytes(form.text("current_password"));
     let new = secret_bytes(form.text("new_password"));
     let id = session.user_id;
-    let now = ctx.now;
     match ctx
         .state
-        .hash_job(move |store| super::change_password(store, &id, &current, &new, now))
+        .hash_job(move |store| super::change_password(store, &id, &current, &new))
         .await?
     {
         Ok(()) => Ok(redirect("/settings?changed=password")),

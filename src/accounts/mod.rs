@@ -94,10 +94,7 @@ pub fn create_account(
         return Ok(Err(AccountError::SamePasswords));
     }
     let data_key = SecretKey::generate();
-    let wrapped_data_key = m_password
-        .kek()
-        .wrap(&data_key, now)
-        .map_err(crypto_to_store)?;
+    let wrapped_data_key = m_password.kek().wrap(&data_key).map_err(crypto_to_store)?;
     let private_der = delivery.to_der().map_err(crypto_to_store)?;
     let record = UserRecord {
         username: username.as_str().to_owned(),
@@ -107,7 +104,7 @@ pub fn create_account(
         destruction_verifier,
         wrapped_data_key,
         delivery_public: delivery.public().to_der().map_err(crypto_to_store)?,
-        delivery_private_sealed: data_key.seal(&private_der, now).map_err(crypto_to_store)?,
+        delivery_private_sealed: data_key.seal(&private_der).map_err(crypto_to_store)?,
         last_login_day: now.div_euclid(SECONDS_PER_DAY),
     };
     let id: Id = random_bytes();
@@ -289,7 +286,6 @@ pub fn change_password(
     id: &Id,
     current: &[u8],
     new: &[u8],
-    now: UnixTime,
 ) -> Result<Result<(), AccountError>, StoreError> {
     let (record, m_current) = match verify_current(store, id, current)? {
         Ok(v) => v,
@@ -308,7 +304,7 @@ pub fn change_password(
         .map_err(crypto_to_store)?;
     let mut updated = record.clone();
     updated.password_verifier = v_new;
-    updated.wrapped_data_key = m_new.kek().wrap(&data_key, now).map_err(crypto_to_store)?;
+    updated.wrapped_data_key = m_new.kek().wrap(&data_key).map_err(crypto_to_store)?;
     replace_if_unchanged(store, id, &record, &updated)
 }
 

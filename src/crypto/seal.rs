@@ -7,7 +7,6 @@ use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
 
 use super::{CryptoError, random_bytes};
-use crate::clock::UnixTime;
 
 /// A 32-byte Fernet key (16 bytes signing, 16 bytes encryption). Zeroized on drop.
 pub struct SecretKey(SecretBox<[u8; 32]>);
@@ -78,10 +77,15 @@ impl SecretKey {
         fernet::Fernet::new(&self.to_base64()).ok_or(CryptoError::BadKey)
     }
 
-    /// Encrypt and authenticate `plaintext`; the token carries `now` as its timestamp.
-    pub fn seal(&self, plaintext: &[u8], now: UnixTime) -> Result<String, CryptoError> {
+    /// Encrypt and authenticate `plaintext`.
+    ///
+    /// Every token carries the timestamp 0 instead of the time of sealing: the file at rest
+    /// should not say when each secret was written, and the `fernet` crate refuses to
+    /// decrypt tokens stamped more than 60 s ahead of the system clock (which a moved test
+    /// clock would produce). Fernet readers accept timestamp 0 unless a TTL is asked for.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String, CryptoError> {
         let f = self.fernet()?;
-        Ok(f.encrypt_at_time(plaintext, u64::try_from(now).unwrap_or(0)))
+        Ok(f.encrypt_at_time(plaintext, 0))
     }
 
     /// Verify and decrypt a token. Time-to-live is not checked: expiry is enforced by the
@@ -94,8 +98,8 @@ impl SecretKey {
     }
 
     /// Seal another key under this one.
-    pub fn wrap(&self, inner: &SecretKey, now: UnixTime) -> Result<String, CryptoError> {
-        self.seal(inner.expose(), now)
+    pub fn wrap(&self, inner: &SecretKey) -> Result<String, CryptoError> {
+        self.seal(inner.expose())
     }
 
     /// Recover a key sealed with [`SecretKey::wrap`].
@@ -112,7 +116,7 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_wrong_key_fails() {
         let k = SecretKey::generate();
-        let t = k.seal(b"hello", 1_700_000_000).unwrap();
+        let t = k.seal(b"hello").unwrap();
         assert_eq!(&**k.open(&t).unwrap(), b"hello");
         assert!(SecretKey::generate().open(&t).is_err());
         let mut tampered = t.clone().into_bytes();
@@ -135,7 +139,7 @@ mod tests {
     fn wrap_unwrap() {
         let outer = SecretKey::generate();
         let inner = SecretKey::generate();
-        let w = outer.wrap(&inner, 0).unwrap();
+        let w = outer.wrap(&inner).unwrap();
         assert_eq!(outer.unwrap_key(&w).unwrap().expose(), inner.expose());
     }
 }

@@ -538,7 +538,7 @@ async fn data_survives_a_restart_and_sessions_do_not() {
 
 #[test]
 fn serve_refuses_a_newer_schema_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::server::private_tempdir();
     {
         let store =
             ghostcache::store::Store::open(&dir.path().join(ghostcache::store::DB_FILE)).unwrap();

@@ -24,8 +24,7 @@ impl TestServer {
 
     /// A server with test defaults changed by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, tweak).await
+        Self::start_in(private_tempdir(), tweak).await
     }
 
     /// A server on an existing data directory (to test restarts).
@@ -80,4 +79,12 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.rate_limits.login_per_username_per_minute = 1000;
     c.rate_limits.register_per_minute = 1000;
     c
+}
+
+/// A temporary directory only its owner can enter (the server refuses anything wider).
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
