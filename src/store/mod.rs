@@ -18,6 +18,10 @@ pub use tables::Id;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "ghostcache.redb";
 
+/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB,
+/// which a large upload or download would fill with file chunks; metadata needs little.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Errors from the storage layer. The detail is for logs, never for pages.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,7 +76,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (or create) the database at `path`, refuse a newer schema, migrate an older one.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = match Database::builder().create(path) {
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked),
             Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))

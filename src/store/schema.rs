@@ -71,6 +71,11 @@ fn create_tables(store: &Store) -> Result<(), StoreError> {
     txn.open_table(tables::USERS)?;
     txn.open_table(tables::USERNAME_TO_USER)?;
     txn.open_table(tables::SKELETON_TO_USER)?;
+    txn.open_table(tables::FILES)?;
+    txn.open_table(tables::FILE_CHUNKS)?;
+    txn.open_table(tables::OWNER_TO_FILES)?;
+    txn.open_table(tables::FILE_GRANTS)?;
+    txn.open_table(tables::GRANTEE_TO_FILES)?;
     txn.commit()?;
     Ok(())
 }
