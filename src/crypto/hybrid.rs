@@ -78,7 +78,11 @@ mod tests {
 
         let mut tampered = sealed.clone();
         let mid = tampered.token.len() / 2;
-        let swap = if &tampered.token[mid..=mid] == "A" { "B" } else { "A" };
+        let swap = if &tampered.token[mid..=mid] == "A" {
+            "B"
+        } else {
+            "A"
+        };
         tampered.token.replace_range(mid..=mid, swap);
         assert!(open_with(&alice, &tampered).is_err());
         assert_eq!(format!("{sealed:?}"), "HybridSealed(..)");

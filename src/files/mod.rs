@@ -203,8 +203,8 @@ pub fn expires_at(now: UnixTime, days: u32) -> UnixTime {
 
 /// Browsers send a file name inside a quoted multipart header and, per the HTML standard,
 /// escape only `"`, CR and LF there as `%22`, `%0D` and `%0A`. Undo exactly that, then cut
-/// the name to [`MAX_STORED_NAME_BYTES`] at a character boundary. This is the name that is
-/// sealed; display and download use [`display_name`].
+/// a name longer than [`MAX_STORED_NAME_BYTES`] to its start, `…` and its last 64 bytes.
+/// This is the name that is sealed; display and download use [`display_name`].
 pub fn received_name(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len().min(MAX_STORED_NAME_BYTES));
     let mut rest = raw;
@@ -225,19 +225,22 @@ pub fn received_name(raw: &str) -> String {
         rest = from.get(3..).unwrap_or("");
     }
     out.push_str(rest);
-    cut_at_char_boundary(&mut out, MAX_STORED_NAME_BYTES);
-    out
-}
-
-fn cut_at_char_boundary(s: &mut String, max_bytes: usize) {
-    if s.len() <= max_bytes {
-        return;
+    if out.len() <= MAX_STORED_NAME_BYTES {
+        return out;
     }
-    let mut end = max_bytes;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
+    // Keep the start and the end (where the extension is), cut at character boundaries.
+    const TAIL: usize = 64;
+    let mut head_end = MAX_STORED_NAME_BYTES - TAIL - '…'.len_utf8();
+    while !out.is_char_boundary(head_end) {
+        head_end -= 1;
     }
-    s.truncate(end);
+    let mut tail_start = out.len() - TAIL;
+    while !out.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    let head = out.get(..head_end).unwrap_or("");
+    let tail = out.get(tail_start..).unwrap_or("");
+    format!("{head}…{tail}")
 }
 
 /// Characters that change how text around them is displayed without being visible
@@ -457,10 +460,11 @@ mod tests {
     #[test]
     fn browser_escapes_in_names_are_undone_and_long_names_cut() {
         assert_eq!(received_name("%22a%22%0d%0Ab%25c%"), "\"a\"\r\nb%25c%");
-        let long = "é".repeat(1000);
+        let long = format!("{}.tar.gz", "é".repeat(1000));
         let cut = received_name(&long);
         assert!(cut.len() <= MAX_STORED_NAME_BYTES);
-        assert!(cut.chars().all(|c| c == 'é'));
+        assert!(cut.ends_with("éé.tar.gz") && cut.starts_with("éé"));
+        assert_eq!(cut.matches('…').count(), 1);
     }
 
     #[test]

@@ -68,15 +68,18 @@ pub fn usage(store: &Store, owner: &Id) -> Result<u64, StoreError> {
     Ok(used)
 }
 
-/// Seal and write one batch. Non-durable: an upload becomes durable when it finishes; if
-/// the process dies before that, the sweeper removes whatever of it reached the disk.
+/// Seal and write one batch in its own transaction, under the incomplete record. If the
+/// process dies before the upload finishes, the sweeper removes these rows at start-up.
+///
+/// Each batch commits durably: redb keeps the pages of non-durable commits in memory
+/// until the next durable one, which made a 200 MiB upload cost 225 MiB of RAM; with an
+/// fsync per 2 MiB batch it costs about 40 MiB and is no slower.
 pub fn write_batch(
     store: &Store,
     key: &SecretKey,
     batch: Batch,
 ) -> Result<Result<(), BatchRefusal>, StoreError> {
-    let mut txn = store.write()?;
-    txn.set_durability(redb::Durability::None)?;
+    let txn = store.write()?;
     let mut record = match batch.new_record {
         Some(r) => {
             txn.open_table(OWNER_TO_FILES)?
@@ -133,8 +136,8 @@ pub fn write_batch(
     Ok(Ok(()))
 }
 
-/// Mark an upload complete with its final expiry, durably. Returns false when the record
-/// is gone (account deleted meanwhile).
+/// Mark an upload complete with its final expiry. Returns false when the record is gone
+/// (account deleted meanwhile).
 pub fn finish_upload(
     store: &Store,
     file_id: &Id,

@@ -1,9 +1,9 @@
 //! Writing an upload while it streams in.
 //!
 //! Plaintext collects in a buffer of `BATCH_CHUNKS × CHUNK_BYTES`; each full buffer is
-//! sealed and written by a blocking job in its own (non-durable) write transaction while
-//! the next buffer fills, so at most two batches are in memory whatever the file's size.
-//! The record stays *incomplete* until [`UploadWriter::finish`] commits it durably.
+//! sealed and written by a blocking job in its own write transaction while the next buffer
+//! fills, so at most two batches are in memory whatever the file's size. The record stays
+//! *incomplete* (invisible, and not kept by the sweeper) until [`UploadWriter::finish`].
 //!
 //! Every way an upload can end without `finish` deletes its rows: [`UploadWriter::abandon`]
 //! on refusals (size limit, quota, bad expiry), and `Drop` when the request future itself
@@ -188,7 +188,7 @@ impl UploadWriter {
         Ok(())
     }
 
-    /// Write what is left, then make the file complete and durable with its expiry.
+    /// Write what is left, then mark the file complete with its expiry.
     /// Returns the file's key, to be shown once.
     pub async fn finish(mut self, expires_at: UnixTime) -> Result<Arc<SecretKey>, UploadFailure> {
         let submitted = if !self.buffer.is_empty() || !self.wrote {
