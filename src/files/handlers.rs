@@ -116,6 +116,18 @@ async fn open_metas_async(
         .await?)
 }
 
+/// The metadata of one visible file, opened for its viewer.
+async fn meta_of(
+    ctx: &Ctx,
+    session: &Arc<Session>,
+    v: &Visible,
+) -> Result<Option<FileMeta>, AppError> {
+    Ok(open_metas_async(ctx, session, vec![SealedMeta::of(v)])
+        .await?
+        .pop()
+        .flatten())
+}
+
 fn shown_name(meta: Option<&FileMeta>) -> String {
     meta.map_or_else(
         || NAME_UNAVAILABLE.to_owned(),
@@ -156,15 +168,8 @@ async fn visible_with_chunks(
 }
 
 /// Everything the file page shows.
-async fn file_view(
-    ctx: &Ctx,
-    session: &Arc<Session>,
-    v: &Visible,
-) -> Result<(FileView, Option<FileMeta>), AppError> {
-    let meta = open_metas_async(ctx, session, vec![SealedMeta::of(v)])
-        .await?
-        .pop()
-        .flatten();
+async fn file_view(ctx: &Ctx, session: &Arc<Session>, v: &Visible) -> Result<FileView, AppError> {
+    let meta = meta_of(ctx, session, v).await?;
     let id = v.id;
     let (owner, grantees) = match &v.access {
         Access::Owner => {
@@ -200,7 +205,7 @@ async fn file_view(
         owner,
         grantees,
     };
-    Ok((view, meta))
+    Ok(view)
 }
 
 /// The file page, with an optional error (and its status) or notice.
@@ -212,7 +217,7 @@ async fn file_page(
     error: Option<&str>,
     notice: Option<&str>,
 ) -> Result<Response<Body>, AppError> {
-    let (view, _) = file_view(ctx, session, v).await?;
+    let view = file_view(ctx, session, v).await?;
     let page = ctx.page();
     Ok(html(status, views::file(&page, &view, error, notice)))
 }
@@ -377,7 +382,7 @@ pub async fn download(
         )
         .await;
     };
-    let (_, meta) = file_view(ctx, &session, &v).await?;
+    let meta = meta_of(ctx, &session, &v).await?;
     let name = shown_name(meta.as_ref());
     let (tx, body) = stream::channel(DOWNLOAD_DEPTH, Some(v.record.size));
     let first = Bytes::from(first.to_vec());
@@ -407,7 +412,7 @@ pub async fn raw(
         return Err(AppError::NotFound);
     };
     let (v, table) = visible_with_chunks(ctx, &session, id).await?;
-    let (_, meta) = file_view(ctx, &session, &v).await?;
+    let meta = meta_of(ctx, &session, &v).await?;
     let name = format!("{}.fernet", shown_name(meta.as_ref()));
     let (tx, body) = stream::channel(DOWNLOAD_DEPTH, Some(v.record.blob_bytes));
     let store = ctx.state.store.clone();
@@ -576,11 +581,7 @@ pub async fn share(
         )
         .await;
     }
-    let Some(meta) = open_metas_async(ctx, &session, vec![SealedMeta::of(&v)])
-        .await?
-        .pop()
-        .flatten()
-    else {
+    let Some(meta) = meta_of(ctx, &session, &v).await? else {
         return Err(AppError::Internal(
             "a file's metadata did not open for its owner".into(),
         ));
