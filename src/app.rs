@@ -35,6 +35,8 @@ pub struct AppState {
     pub dummy: DummyCredentials,
     /// Bounds the argon2id computations running at once (each holds its memory cost).
     hash_permits: Semaphore,
+    /// File uploads streaming right now (the sweeper leaves their rows alone).
+    pub uploads: crate::files::LiveUploads,
     /// Members whose destruction password was just used: refused at once, deleted in the
     /// background so that the response looks and takes exactly like a failed login.
     pending_destruction: Mutex<HashSet<Id>>,
@@ -199,6 +201,7 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
         pending_destruction: Mutex::new(HashSet::new()),
         onion_status: Arc::new(Mutex::new(crate::onion::OnionStatus::default())),
         started: std::time::Instant::now(),
+        uploads: crate::files::LiveUploads::default(),
     }))
 }
 

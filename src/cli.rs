@@ -37,6 +37,25 @@ pub enum Command {
     /// Show whether the server runs, its uptime, Tor's state, counts and database size.
     /// Never shows names.
     Status(ConfigArgs),
+    /// Decrypt a file's encrypted blob (as downloaded from its page) with its key, offline.
+    ///
+    /// The key is read from a file, or from standard input with `--key-file -`; it is never
+    /// taken as an argument, where other users could read it in the process list. OUT is
+    /// written to a temporary file beside it and renamed only once every token verified.
+    Decrypt(DecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// File holding the key (44 characters, as shown at upload), or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: PathBuf,
+    /// The encrypted blob.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write the decrypted file.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Backup(args) => backup(args),
         Command::OnionAddress(args) => onion_address(args),
         Command::Status(args) => status(args),
+        Command::Decrypt(args) => decrypt(&args),
     }
 }
 
@@ -237,4 +257,67 @@ fn status(args: ConfigArgs) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+/// Read a file key from a file or standard input, into zeroizing memory.
+fn read_key(path: &std::path::Path) -> Result<crate::crypto::SecretKey, String> {
+    use std::io::Read;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().take(1024).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(1024).read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("cannot read the key: {e}"))?;
+    crate::crypto::SecretKey::from_base64(&text).map_err(|_| {
+        "the key file does not hold a file key (44 characters of letters, digits, - and _, \
+         ending in =)"
+            .to_owned()
+    })
+}
+
+fn decrypt(args: &DecryptArgs) -> ExitCode {
+    match decrypt_to(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn decrypt_to(args: &DecryptArgs) -> Result<(), String> {
+    use std::io::Write;
+    let key = read_key(&args.key_file)?;
+    let input = std::fs::File::open(&args.input)
+        .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
+    let dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = args
+        .output
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file name", args.output.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(file_name);
+    temp_name.push(format!(
+        ".{}.partial",
+        crate::crypto::b64url(&crate::crypto::random_bytes::<6>())
+    ));
+    let temp = dir.join(temp_name);
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
+    let mut writer = std::io::BufWriter::new(out);
+    let result = crate::files::decrypt_blob(&key, &mut std::io::BufReader::new(input), &mut writer)
+        .map_err(|e| e.to_string())
+        .and_then(|_| writer.flush().map_err(|e| e.to_string()))
+        .and_then(|()| writer.get_ref().sync_all().map_err(|e| e.to_string()))
+        .and_then(|()| std::fs::rename(&temp, &args.output).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        drop(writer);
+        let _ = std::fs::remove_file(&temp);
+        return Err(format!("{e}; {} was not written", args.output.display()));
+    }
+    Ok(())
 }

@@ -33,6 +33,7 @@ pub struct Config {
     pub crypto: CryptoConfig,
     pub rate_limits: RateLimitConfig,
     pub tor: TorConfig,
+    pub files: FilesConfig,
 }
 
 /// The HTTP layer and its front doors.
@@ -101,6 +102,27 @@ pub struct RateLimitConfig {
     pub login_per_username_per_minute: u32,
     /// Registrations per minute, for the whole server.
     pub register_per_minute: u32,
+    /// File uploads per member per minute.
+    pub uploads_per_member_per_minute: u32,
+}
+
+/// Encrypted file hosting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Largest file accepted, in bytes (of the file itself, not the form around it).
+    pub max_upload_bytes: u64,
+    /// Most bytes one member's files may take together (uploads in progress included).
+    pub quota_bytes_per_member: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50_000_000,
+            quota_bytes_per_member: 500_000_000,
+        }
+    }
 }
 
 /// The onion service (arti, in-process).
@@ -233,6 +255,7 @@ impl Default for RateLimitConfig {
         Self {
             login_per_username_per_minute: 10,
             register_per_minute: 20,
+            uploads_per_member_per_minute: 10,
         }
     }
 }
@@ -404,7 +427,10 @@ impl Config {
             return bad("crypto.rsa_pool_size must be at most 256");
         }
         let r = &self.rate_limits;
-        if r.login_per_username_per_minute == 0 || r.register_per_minute == 0 {
+        if r.login_per_username_per_minute == 0
+            || r.register_per_minute == 0
+            || r.uploads_per_member_per_minute == 0
+        {
             return bad("rate limits must be at least 1 per minute");
         }
         let t = &self.tor;
@@ -440,6 +466,15 @@ impl Config {
                     "tor.network subnet family prefixes are at most 33 (IPv4) and 129 (IPv6)",
                 );
             }
+        }
+        let f = &self.files;
+        if !(1..=1 << 40).contains(&f.max_upload_bytes) {
+            return bad("files.max_upload_bytes must be between 1 and 1099511627776 (1 TiB)");
+        }
+        if f.quota_bytes_per_member < f.max_upload_bytes {
+            return bad(
+                "files.quota_bytes_per_member cannot be smaller than files.max_upload_bytes",
+            );
         }
         Ok(())
     }
@@ -566,5 +601,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("19456"));
+    }
+
+    #[test]
+    fn file_limits_are_validated() {
+        let load =
+            |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &FlagOverrides::default());
+        let c = load(&[("GHOSTCACHE_FILES__MAX_UPLOAD_BYTES", "1000")]).unwrap();
+        assert_eq!(c.files.max_upload_bytes, 1000);
+        assert_eq!(c.files.quota_bytes_per_member, 500_000_000);
+        assert!(load(&[("GHOSTCACHE_FILES__MAX_UPLOAD_BYTES", "0")]).is_err());
+        let e = load(&[("GHOSTCACHE_FILES__QUOTA_BYTES_PER_MEMBER", "1000")]).unwrap_err();
+        assert!(e.to_string().contains("quota_bytes_per_member"), "{e}");
+        assert!(load(&[("GHOSTCACHE_RATE_LIMITS__UPLOADS_PER_MEMBER_PER_MINUTE", "0")]).is_err());
     }
 }

@@ -15,6 +15,8 @@ pub struct Limits {
     login: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Registrations, server-wide.
     register: DefaultDirectRateLimiter,
+    /// File uploads, keyed by member id.
+    upload: DefaultKeyedRateLimiter<crate::store::Id>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -34,6 +36,7 @@ impl Limits {
         Self {
             login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
             register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
+            upload: RateLimiter::keyed(per_minute(cfg.uploads_per_member_per_minute)),
         }
     }
 
@@ -49,10 +52,17 @@ impl Limits {
         self.register.check().is_ok()
     }
 
+    /// Whether this member may start one more upload now.
+    pub fn upload_allowed(&self, member: &crate::store::Id) -> bool {
+        self.upload.check_key(member).is_ok()
+    }
+
     /// Forget keys whose quota has fully recovered.
     pub fn prune(&self) {
         self.login.retain_recent();
         self.login.shrink_to_fit();
+        self.upload.retain_recent();
+        self.upload.shrink_to_fit();
     }
 
     /// Number of keys held (for tests and status).

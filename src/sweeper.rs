@@ -1,7 +1,9 @@
 //! Background deletion and housekeeping.
 //!
 //! The sweeper runs at start-up and then every `accounts.sweep_interval_secs`: it deletes
-//! accounts whose owner has not logged in for `accounts.inactivity_days`. Housekeeping runs
+//! accounts whose owner has not logged in for `accounts.inactivity_days`, expired files,
+//! and incomplete uploads that no running upload owns (left by a crash). Expired files
+//! are unreachable from the moment they expire; the sweep reclaims their rows. Housekeeping runs
 //! every minute: it ends expired sessions and prunes rate-limit state.
 
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use crate::app::AppState;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
     pub accounts_deleted: usize,
+    /// Files deleted because they expired.
+    pub files_deleted: usize,
+    /// Incomplete uploads deleted because no upload was running for them.
+    pub uploads_discarded: usize,
 }
 
 /// Run one sweep now.
@@ -31,8 +37,22 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
     if !deleted.is_empty() {
         tracing::info!(count = deleted.len(), "deleted inactive accounts");
     }
+    let sweep_state = Arc::clone(state);
+    let files = state
+        .store
+        .run(move |store| crate::files::sweep(store, now, &sweep_state.uploads))
+        .await?;
+    if files.expired > 0 || files.abandoned > 0 {
+        tracing::info!(
+            expired = files.expired,
+            abandoned = files.abandoned,
+            "deleted files"
+        );
+    }
     Ok(SweepReport {
         accounts_deleted: deleted.len(),
+        files_deleted: files.expired,
+        uploads_discarded: files.abandoned,
     })
 }
 

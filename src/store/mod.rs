@@ -19,6 +19,10 @@ pub use tables::Id;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "ghostcache.redb";
 
+/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB,
+/// which a large upload or download would fill with file chunks; metadata needs little.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Errors from the storage layer. The detail is for logs, never for pages.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +85,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = match Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_cache_size(CACHE_BYTES)
             .create(path)
         {
             Ok(db) => db,

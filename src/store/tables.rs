@@ -24,6 +24,27 @@ pub const USERNAME_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("us
 /// exist. Key: skeleton of the normalised username. Value: user id.
 pub const SKELETON_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("skeleton_to_user_v1");
 
+/// Hosted files. Key: file id (16 random bytes, base64url in URLs). Value: `FileRecord`
+/// (owner, size, chunk count, expiry, and the name and content type sealed under the
+/// owner's `data_key`). A record whose upload has not finished is marked incomplete.
+pub const FILES: TableDefinition<Id, &[u8]> = TableDefinition::new("files_v1");
+
+/// File contents. Key: (file id, chunk index from 0). Value: one Fernet token (ASCII,
+/// without the `\n` that separates tokens in the downloadable blob) sealing one chunk of
+/// plaintext under the file's key, which is never stored.
+pub const FILE_CHUNKS: TableDefinition<(Id, u32), &[u8]> = TableDefinition::new("file_chunks_v1");
+
+/// Files by owner. Key: (owner id, file id). Value: nothing.
+pub const OWNER_TO_FILES: TableDefinition<(Id, Id), ()> = TableDefinition::new("owner_to_files_v1");
+
+/// Access grants. Key: (file id, grantee id). Value: `FileGrantRecord` (the file's name
+/// and content type sealed to the grantee's delivery public key).
+pub const FILE_GRANTS: TableDefinition<(Id, Id), &[u8]> = TableDefinition::new("file_grants_v1");
+
+/// Grants by grantee. Key: (grantee id, file id). Value: nothing.
+pub const GRANTEE_TO_FILES: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("grantee_to_files_v1");
+
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
     fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -40,5 +61,10 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(USERS)?;
     v.visit(USERNAME_TO_USER)?;
     v.visit(SKELETON_TO_USER)?;
+    v.visit(FILES)?;
+    v.visit(FILE_CHUNKS)?;
+    v.visit(OWNER_TO_FILES)?;
+    v.visit(FILE_GRANTS)?;
+    v.visit(GRANTEE_TO_FILES)?;
     Ok(())
 }

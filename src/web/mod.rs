@@ -9,6 +9,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stream;
 
 use std::sync::Arc;
 

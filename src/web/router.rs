@@ -11,8 +11,12 @@ use super::assets::{self, Asset};
 use super::error::AppError;
 use super::response::{Body, full};
 use crate::accounts::handlers as accounts;
+use crate::files::handlers as files;
+use crate::store::Id;
 
-/// Every route. Path parameters borrow from the request path.
+/// Every route. Path parameters are decoded into owned values (a file id that is not
+/// 22 characters of base64url resolves to nothing, so it gets the same 404 as a file that
+/// does not exist).
 enum Route {
     Home,
     Register,
@@ -22,6 +26,15 @@ enum Route {
     SettingsPassword,
     SettingsDestruction,
     SettingsDelete,
+    Files,
+    FileUpload,
+    File(Id),
+    FileDownload(Id),
+    FileRaw(Id),
+    FileDelete(Id),
+    FileShare(Id),
+    FileRevoke(Id),
+    Profile(String),
     Asset(&'static Asset),
 }
 
@@ -44,18 +57,43 @@ impl Route {
             ["settings", "password"] => Route::SettingsPassword,
             ["settings", "destruction-password"] => Route::SettingsDestruction,
             ["settings", "delete"] => Route::SettingsDelete,
+            ["files"] => Route::Files,
+            ["file", "upload"] => Route::FileUpload,
+            ["file", id] => Route::File(crate::files::id_from_url(id)?),
+            ["file", id, action] => {
+                let id = crate::files::id_from_url(id)?;
+                match *action {
+                    "download" => Route::FileDownload(id),
+                    "raw" => Route::FileRaw(id),
+                    "delete" => Route::FileDelete(id),
+                    "share" => Route::FileShare(id),
+                    "revoke" => Route::FileRevoke(id),
+                    _ => return None,
+                }
+            }
+            ["u", name] => Route::Profile(percent_decode(name)?),
             _ => return None,
         })
     }
 
     fn allow(&self) -> &'static str {
         match self {
-            Route::Home | Route::Settings | Route::Asset(_) => GET,
-            Route::Register | Route::Login => GET_POST,
+            Route::Home
+            | Route::Settings
+            | Route::Asset(_)
+            | Route::Files
+            | Route::File(_)
+            | Route::FileRaw(_)
+            | Route::Profile(_) => GET,
+            Route::Register | Route::Login | Route::FileUpload => GET_POST,
             Route::Logout
             | Route::SettingsPassword
             | Route::SettingsDestruction
-            | Route::SettingsDelete => POST,
+            | Route::SettingsDelete
+            | Route::FileDownload(_)
+            | Route::FileDelete(_)
+            | Route::FileShare(_)
+            | Route::FileRevoke(_) => POST,
         }
     }
 }
@@ -78,11 +116,43 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::SettingsPassword if post => accounts::change_password(ctx, req).await,
         Route::SettingsDestruction if post => accounts::change_destruction(ctx, req).await,
         Route::SettingsDelete if post => accounts::delete_account(ctx, req).await,
+        Route::Files if get => files::list(ctx, req).await,
+        Route::FileUpload if get => files::upload_form(ctx, req).await,
+        Route::FileUpload if post => files::upload_submit(ctx, req).await,
+        Route::File(id) if get => files::show(ctx, req, id).await,
+        Route::FileDownload(id) if post => files::download(ctx, req, id).await,
+        Route::FileRaw(id) if get => files::raw(ctx, req, id).await,
+        Route::FileDelete(id) if post => files::delete(ctx, req, id).await,
+        Route::FileShare(id) if post => files::share(ctx, req, id).await,
+        Route::FileRevoke(id) if post => files::revoke(ctx, req, id).await,
+        Route::Profile(name) if get => crate::profile::show(ctx, req, name).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
         }),
     }
+}
+
+/// Strictly percent-decode one path segment: `None` for a bad escape or bytes that are
+/// not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.

@@ -14,4 +14,5 @@
 mod support;
 
 mod accounts;
+mod files;
 mod web;

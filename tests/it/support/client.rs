@@ -236,3 +236,173 @@ pub async fn raw(addr: SocketAddr, request: &[u8], timeout: std::time::Duration)
     let _ = tokio::time::timeout(timeout, s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------
+// Multipart and streaming, for file uploads and downloads.
+
+/// A request body of any kind (whole or streamed).
+pub type AnyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// One part of a `multipart/form-data` body.
+pub enum Part {
+    Text(String, String),
+    File {
+        name: String,
+        /// The raw `filename` parameter, exactly as it goes between the quotes.
+        filename: String,
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+}
+
+/// The boundary every helper here uses.
+pub const BOUNDARY: &str = "----ghostcache-test-boundary-7d1c";
+
+/// The header block of one part.
+pub fn part_head(name: &str, filename: Option<&str>, content_type: Option<&str>) -> Vec<u8> {
+    let mut head = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"");
+    if let Some(f) = filename {
+        head.push_str("; filename=\"");
+        head.push_str(f);
+        head.push('"');
+    }
+    head.push_str("\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// A whole multipart body.
+pub fn multipart(parts: &[Part]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        match p {
+            Part::Text(name, value) => {
+                out.extend(part_head(name, None, None));
+                out.extend_from_slice(value.as_bytes());
+            }
+            Part::File {
+                name,
+                filename,
+                content_type,
+                bytes,
+            } => {
+                out.extend(part_head(name, Some(filename), Some(content_type)));
+                out.extend_from_slice(bytes);
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+/// A response whose body has not been read yet.
+pub struct StreamingResp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: hyper::body::Incoming,
+}
+
+impl Client {
+    fn prepare<B>(&self, req: &mut Request<B>) {
+        let headers = req.headers_mut();
+        headers.insert("host", HeaderValue::from_str(&self.host).unwrap());
+        if !self.jar.is_empty() {
+            let cookie: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            headers.insert("cookie", HeaderValue::from_str(&cookie.join("; ")).unwrap());
+        }
+    }
+
+    /// Send any body; hand back the response with its body unread.
+    pub async fn send_streaming(&mut self, mut req: Request<AnyBody>) -> StreamingResp {
+        self.prepare(&mut req);
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        StreamingResp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Send any body and read the whole response.
+    pub async fn send_any(&mut self, req: Request<AnyBody>) -> Resp {
+        let r = self.send_streaming(req).await;
+        let body = r.body.collect().await.unwrap().to_bytes();
+        Resp {
+            status: r.status,
+            headers: r.headers,
+            body,
+        }
+    }
+
+    /// POST a multipart body as is.
+    pub async fn post_multipart(&mut self, path: &str, body: Vec<u8>) -> Resp {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(whole(body))
+            .unwrap();
+        self.send_any(req).await
+    }
+
+    /// Upload a file through the upload form, as a browser does: `csrf`, `expiry_days`,
+    /// then `file`.
+    pub async fn upload(&mut self, filename: &str, bytes: &[u8], expiry_days: &str) -> Resp {
+        let csrf = self.get("/file/upload").await.form_csrf("/file/upload");
+        let body = multipart(&[
+            Part::Text("csrf".into(), csrf),
+            Part::Text("expiry_days".into(), expiry_days.into()),
+            Part::File {
+                name: "file".into(),
+                filename: filename.into(),
+                content_type: "application/octet-stream".into(),
+                bytes: bytes.to_vec(),
+            },
+        ]);
+        self.post_multipart("/file/upload", body).await
+    }
+}
+
+/// A whole body as [`AnyBody`].
+pub fn whole(bytes: Vec<u8>) -> AnyBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A streamed body: `head`, then `size` bytes produced by `fill(offset, buf)` in pieces of
+/// 64 KiB, then `tail`. Nothing is held beyond one piece.
+pub fn generated(
+    head: Vec<u8>,
+    size: u64,
+    fill: impl Fn(u64, &mut [u8]) + Send + Sync + 'static,
+    tail: Vec<u8>,
+) -> AnyBody {
+    use futures_util::StreamExt;
+    const PIECE: u64 = 64 * 1024;
+    let pieces = futures_util::stream::iter(0..size.div_ceil(PIECE)).map(move |i| {
+        let offset = i * PIECE;
+        let len = PIECE.min(size - offset) as usize;
+        let mut buf = vec![0u8; len];
+        fill(offset, &mut buf);
+        Ok::<_, std::io::Error>(Bytes::from(buf))
+    });
+    let all = futures_util::stream::iter([Ok(Bytes::from(head))])
+        .chain(pieces)
+        .chain(futures_util::stream::iter([Ok(Bytes::from(tail))]))
+        .map(|r| r.map(hyper::body::Frame::data));
+    BodyExt::boxed(http_body_util::StreamBody::new(all))
+}

@@ -78,6 +78,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.crypto.rsa_pool_size = 2;
     c.rate_limits.login_per_username_per_minute = 1000;
     c.rate_limits.register_per_minute = 1000;
+    c.rate_limits.uploads_per_member_per_minute = 1000;
     c
 }
 
