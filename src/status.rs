@@ -91,10 +91,17 @@ pub fn counts(path: &Path) -> Result<Counts, crate::store::StoreError> {
     use redb::{ReadableDatabase, ReadableTableMetadata};
     let db = crate::store::open_read_only(path)?;
     let txn = db.begin_read()?;
-    let rows = vec![(
-        "members",
-        txn.open_table(crate::store::tables::USERS)?.len()?,
-    )];
+    let rows = vec![
+        (
+            "members",
+            txn.open_table(crate::store::tables::USERS)?.len()?,
+        ),
+        ("files", txn.open_table(crate::store::tables::FILES)?.len()?),
+        (
+            "file chunks",
+            txn.open_table(crate::store::tables::FILE_CHUNKS)?.len()?,
+        ),
+    ];
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(Counts { rows, file_bytes })
 }
