@@ -57,6 +57,13 @@ pub struct ServerConfig {
     pub max_form_bytes: usize,
     /// Most request headers accepted; more get 431.
     pub max_headers: usize,
+    /// Name cookies `__Host-…` on the onion door. Tor Browser treats `.onion` as a secure
+    /// context and keeps such cookies; other browsers (Chromium) refuse prefixed cookies on
+    /// plain-HTTP `.onion` pages. Turn off only to reach the onion with such a browser.
+    pub onion_cookie_prefix: bool,
+    /// Host names the plain-HTTP listener answers to besides IP literals and `localhost`
+    /// (anything else gets 421, so a DNS-rebinding page cannot talk to it).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Accounts, sessions and automatic deletion.
@@ -221,6 +228,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_form_bytes: 64 * 1024,
             max_headers: 100,
+            onion_cookie_prefix: true,
+            allowed_hosts: Vec::new(),
         }
     }
 }

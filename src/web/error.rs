@@ -28,6 +28,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many request headers")]
     HeadersTooLarge,
+    #[error("host not served here")]
+    Misdirected,
     #[error("rate limited")]
     TooManyRequests,
     #[error("server busy")]
@@ -97,6 +99,11 @@ impl AppError {
                 S::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "Too many headers",
                 "The request carried more headers than this server accepts.".into(),
+            ),
+            AppError::Misdirected => (
+                S::MISDIRECTED_REQUEST,
+                "Wrong address",
+                "This server does not answer to that name.".into(),
             ),
             AppError::TooManyRequests => (
                 S::TOO_MANY_REQUESTS,

@@ -33,12 +33,12 @@ pub enum Door {
 }
 
 impl Door {
-    /// Cookie name, with the `__Host-` prefix on the onion door (which Tor Browser treats as
-    /// a secure context).
-    pub fn cookie_name(self, base: &'static str) -> String {
+    /// Cookie name: with the `__Host-` prefix on the onion door (which Tor Browser treats
+    /// as a secure context) unless `server.onion_cookie_prefix` is off.
+    pub fn cookie_name(self, base: &'static str, onion_prefix: bool) -> String {
         match self {
-            Door::Onion => format!("__Host-{base}"),
-            Door::Tcp => base.to_owned(),
+            Door::Onion if onion_prefix => format!("__Host-{base}"),
+            Door::Onion | Door::Tcp => base.to_owned(),
         }
     }
 
@@ -84,9 +84,10 @@ impl Ctx {
     /// Build the context from the request's cookies.
     pub fn new(state: Arc<AppState>, door: Door, headers: &HeaderMap) -> Self {
         let now = state.clock.now();
-        let session = request::cookie(headers, &door.cookie_name(SESSION_COOKIE))
+        let prefix = state.config.server.onion_cookie_prefix;
+        let session = request::cookie(headers, &door.cookie_name(SESSION_COOKIE, prefix))
             .and_then(|c| state.sessions.get(c, now));
-        let pre_session = request::cookie(headers, &door.cookie_name(PRE_SESSION_COOKIE))
+        let pre_session = request::cookie(headers, &door.cookie_name(PRE_SESSION_COOKIE, prefix))
             .filter(|c| state.sessions.anonymous_csrf(c).is_some())
             .map(str::to_owned);
         Self {
@@ -99,6 +100,12 @@ impl Ctx {
         }
     }
 
+    /// The name of one of our cookies on this request's door.
+    pub fn cookie_name(&self, base: &'static str) -> String {
+        self.door
+            .cookie_name(base, self.state.config.server.onion_cookie_prefix)
+    }
+
     /// The CSRF token for anonymous forms (login, registration), creating the pre-session
     /// cookie if the browser has none yet.
     pub fn anonymous_csrf(&mut self) -> String {
@@ -108,7 +115,7 @@ impl Ctx {
                 let p = Sessions::new_anonymous();
                 self.set_cookies.push(format!(
                     "{}={p}{}",
-                    self.door.cookie_name(PRE_SESSION_COOKIE),
+                    self.cookie_name(PRE_SESSION_COOKIE),
                     self.door.cookie_attributes()
                 ));
                 self.pre_session = Some(p.clone());
@@ -178,7 +185,7 @@ impl Ctx {
         let (cookie, session) = self.state.sessions.create(user_id, username, key, self.now);
         self.set_cookies.push(format!(
             "{}={cookie}{}",
-            self.door.cookie_name(SESSION_COOKIE),
+            self.cookie_name(SESSION_COOKIE),
             self.door.cookie_attributes()
         ));
         self.session = Some(session);
@@ -191,7 +198,7 @@ impl Ctx {
         }
         self.set_cookies.push(format!(
             "{}=deleted{}; Max-Age=0",
-            self.door.cookie_name(SESSION_COOKIE),
+            self.cookie_name(SESSION_COOKIE),
             self.door.cookie_attributes()
         ));
     }

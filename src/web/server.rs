@@ -117,6 +117,10 @@ pub async fn handle(
         })
     } else if req.headers().len() > ctx.state.config.server.max_headers {
         Err(AppError::HeadersTooLarge)
+    } else if door == Door::Tcp
+        && !host_allowed(req.headers(), &ctx.state.config.server.allowed_hosts)
+    {
+        Err(AppError::Misdirected)
     } else {
         match std::panic::AssertUnwindSafe(router::dispatch(&mut ctx, req))
             .catch_unwind()
@@ -137,6 +141,32 @@ pub async fn handle(
     }
     apply_security_headers(&mut response);
     Ok(response)
+}
+
+/// Whether the plain-HTTP door answers to the request's `Host`: IP literals, `localhost`
+/// and the configured names only, so that a page on another site that rebinds its DNS
+/// name to this address cannot use the listener from a visitor's browser.
+pub fn host_allowed(headers: &hyper::HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [IPv6]:port
+        return rest
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 /// Render an error page; unexpected errors get a request id that is also logged.
@@ -161,4 +191,40 @@ pub fn error_response(ctx: &mut Ctx, e: &AppError) -> Response<Body> {
             .insert(ALLOW, HeaderValue::from_static(allow));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &str) -> hyper::HeaderMap {
+        let mut m = hyper::HeaderMap::new();
+        m.insert(hyper::header::HOST, v.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn only_literal_addresses_localhost_and_configured_names() {
+        let allowed = vec!["demo.lan".to_owned()];
+        for ok in [
+            "127.0.0.1:8080",
+            "10.0.0.5",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "demo.lan:80",
+        ] {
+            assert!(host_allowed(&h(ok), &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "[::1",
+            "localhost.evil",
+        ] {
+            assert!(!host_allowed(&h(bad), &allowed), "{bad}");
+        }
+        assert!(!host_allowed(&hyper::HeaderMap::new(), &allowed));
+    }
 }
