@@ -802,7 +802,7 @@ async fn uploads_over_the_limit_get_413_and_leave_no_rows() {
     // Declared too large: refused before a byte is read.
     let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let req = format!(
-        "POST /file/upload HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n--{BOUNDARY}\r\n",
+        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n--{BOUNDARY}\r\n",
         cookie.join("; ")
     );
     let resp =
@@ -851,7 +851,7 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_rows() {
     let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let mut start = format!(
-        "POST /file/upload HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
+        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
         cookie.join("; ")
     )
     .into_bytes();

@@ -147,7 +147,7 @@ async fn static_assets_are_content_hashed_and_cacheable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_headers_get_a_rendered_431() {
     let server = TestServer::start().await;
-    let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for i in 0..100 {
         req.push_str(&format!("X-Filler-{i}: y\r\n"));
     }
@@ -157,7 +157,7 @@ async fn too_many_headers_get_a_rendered_431() {
     assert!(resp.contains("Too many headers"));
     assert!(resp.contains("content-security-policy: default-src 'none'"));
     // 100 headers in all is fine.
-    let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for i in 0..98 {
         req.push_str(&format!("X-Filler-{i}: y\r\n"));
     }
@@ -170,13 +170,13 @@ async fn too_many_headers_get_a_rendered_431() {
 async fn oversized_bodies_are_refused_with_and_without_content_length() {
     let server = TestServer::start().await;
     // Declared too large: refused before reading.
-    let req = "POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\nabc";
+    let req = "POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\nabc";
     let resp = raw(server.addr, req.as_bytes(), Duration::from_secs(5)).await;
     assert!(resp.starts_with("HTTP/1.1 413 "), "{resp}");
     // Chunked, growing past the limit.
     let chunk = "x".repeat(16 * 1024);
     let mut req = String::from(
-        "POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
     );
     for _ in 0..8 {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
@@ -252,7 +252,7 @@ async fn a_client_sending_headers_slowly_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let request =
-        b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let started = Instant::now();
     let mut cut_off = false;
     // One byte per second; bounded by the request length (about a minute at most).
@@ -291,7 +291,7 @@ async fn a_client_sending_headers_slowly_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_requests_get_headers_only() {
     let server = TestServer::start().await;
-    let req = "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let req = "HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     let resp = raw(server.addr, req.as_bytes(), Duration::from_secs(5)).await;
     assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
     assert!(!resp.contains("<html"), "no body for HEAD");
@@ -351,4 +351,20 @@ async fn garbage_cookies_and_paths_change_nothing() {
         StatusCode::FORBIDDEN,
         "no valid pre-session: CSRF failure"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_http_door_refuses_foreign_host_names() {
+    let server = TestServer::start().await;
+    for host in ["evil.example", "evil.example:8080", "127.0.0.1.nip.io"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let resp = raw(server.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(resp.starts_with("HTTP/1.1 421 "), "{host}: {resp}");
+        assert!(resp.contains("does not answer to that name"));
+    }
+    for host in ["localhost", "127.0.0.1:1", "[::1]:80"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let resp = raw(server.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{host}: {resp}");
+    }
 }
