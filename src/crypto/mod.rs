@@ -2,6 +2,7 @@
 //! and CSRF tokens. Every key lives in a zeroizing type from the moment it exists, and no
 //! type here prints its contents in `Debug`.
 
+pub mod hybrid;
 pub mod kdf;
 pub mod rsa_keys;
 pub mod seal;
