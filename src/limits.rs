@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimitConfig;
+use crate::store::Id;
 
 /// Every rate limiter of the server.
 pub struct Limits {
@@ -15,6 +16,12 @@ pub struct Limits {
     login: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Registrations, server-wide.
     register: DefaultDirectRateLimiter,
+    /// Connection requests, keyed by the requesting member's id.
+    connect: DefaultKeyedRateLimiter<Id>,
+    /// Member searches, keyed by the searching member's id.
+    search: DefaultKeyedRateLimiter<Id>,
+    /// Chat messages, keyed by the sending member's id.
+    messages: DefaultKeyedRateLimiter<Id>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -34,6 +41,9 @@ impl Limits {
         Self {
             login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
             register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
+            connect: RateLimiter::keyed(per_minute(cfg.connection_requests_per_minute)),
+            search: RateLimiter::keyed(per_minute(cfg.searches_per_minute)),
+            messages: RateLimiter::keyed(per_minute(cfg.messages_per_minute)),
         }
     }
 
@@ -49,10 +59,29 @@ impl Limits {
         self.register.check().is_ok()
     }
 
+    /// Whether this member may send one more connection request now.
+    pub fn connect_allowed(&self, member: &Id) -> bool {
+        self.connect.check_key(member).is_ok()
+    }
+
+    /// Whether this member may search once more now.
+    pub fn search_allowed(&self, member: &Id) -> bool {
+        self.search.check_key(member).is_ok()
+    }
+
+    /// Whether this member may send one more chat message now.
+    pub fn message_allowed(&self, member: &Id) -> bool {
+        self.messages.check_key(member).is_ok()
+    }
+
     /// Forget keys whose quota has fully recovered.
     pub fn prune(&self) {
         self.login.retain_recent();
         self.login.shrink_to_fit();
+        for keyed in [&self.connect, &self.search, &self.messages] {
+            keyed.retain_recent();
+            keyed.shrink_to_fit();
+        }
     }
 
     /// Number of keys held (for tests and status).

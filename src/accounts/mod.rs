@@ -363,6 +363,7 @@ pub fn delete_member_in(txn: &redb::WriteTransaction, id: &Id) -> Result<bool, S
     let name = Username::from_stored(&record.username);
     txn.open_table(USERNAME_TO_USER)?.remove(name.as_str())?;
     txn.open_table(SKELETON_TO_USER)?.remove(name.skeleton())?;
+    crate::connections::delete_member_in(txn, id)?;
     Ok(true)
 }
 

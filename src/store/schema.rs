@@ -71,6 +71,13 @@ fn create_tables(store: &Store) -> Result<(), StoreError> {
     txn.open_table(tables::USERS)?;
     txn.open_table(tables::USERNAME_TO_USER)?;
     txn.open_table(tables::SKELETON_TO_USER)?;
+    txn.open_table(tables::PAIRS)?;
+    txn.open_table(tables::MEMBER_TO_PAIRED)?;
+    txn.open_table(tables::CONNECTIONS)?;
+    txn.open_table(tables::CONNECTION_SECRETS)?;
+    txn.open_table(tables::MESSAGES)?;
+    txn.open_table(tables::UNDELIVERED)?;
+    txn.open_table(tables::CONVERSATION_TO_LAST_SEQ)?;
     txn.commit()?;
     Ok(())
 }

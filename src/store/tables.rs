@@ -23,3 +23,40 @@ pub const USERNAME_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("us
 /// Confusable-skeleton index (UTS #39), so that two names that look alike cannot both
 /// exist. Key: skeleton of the normalised username. Value: user id.
 pub const SKELETON_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("skeleton_to_user_v1");
+
+/// What two members are to each other: a pending or accepted connection, denials and
+/// blocks. Key: the two user ids in ascending order `(low, high)`. Value: `PairRecord`
+/// (`connections/mod.rs`). A row exists only while something links the two.
+pub const PAIRS: TableDefinition<(Id, Id), &[u8]> = TableDefinition::new("pairs_v1");
+
+/// Index of `PAIRS` by member, written in both directions. Key: `(member, other member)`.
+/// Value: nothing.
+pub const MEMBER_TO_PAIRED: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("member_to_paired_v1");
+
+/// Connections (pending requests and accepted connections). Key: connection id (the id in
+/// `/chat/<id>` and `/connect/…/<id>`). Value: `ConnectionRecord` (`connections/mod.rs`):
+/// requester, receiver, state, and once accepted both sides' public keys in clear.
+pub const CONNECTIONS: TableDefinition<Id, &[u8]> = TableDefinition::new("connections_v1");
+
+/// Each side's secrets of an accepted connection: its per-connection private key and the
+/// connection's chat key. Key: `(connection id, member id)`. Value: `SideSecretsRecord`
+/// (`connections/keys.rs`), sealed under the member's `data_key`, or sealed to their
+/// delivery public key until they next use the connection.
+pub const CONNECTION_SECRETS: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("connection_secrets_v1");
+
+/// Message queues, one per conversation (a connection id; group ids will share it). Key:
+/// `(conversation id, sequence number)`, numbered from 1 in order of arrival. Value:
+/// `MessageRecord` (`chat/mod.rs`): Fernet ciphertext under the conversation's key and the
+/// sender's signature.
+pub const MESSAGES: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("messages_v1");
+
+/// Messages not yet delivered to a recipient (by `/chat/poll`, the chat page or its live
+/// stream). Key: `(recipient id, conversation id, sequence number)`. Value: nothing.
+pub const UNDELIVERED: TableDefinition<(Id, Id, u64), ()> = TableDefinition::new("undelivered_v1");
+
+/// Last sequence number used in each conversation, so that numbers are never reused even
+/// when messages are deleted. Key: conversation id. Value: the last sequence number.
+pub const CONVERSATION_TO_LAST_SEQ: TableDefinition<Id, u64> =
+    TableDefinition::new("conversation_to_last_seq_v1");

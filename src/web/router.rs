@@ -11,6 +11,8 @@ use super::assets::{self, Asset};
 use super::error::AppError;
 use super::response::{Body, full};
 use crate::accounts::handlers as accounts;
+use crate::chat::handlers::{self as chat, ChatRoute};
+use crate::connections::handlers::{self as connections, ConnectionsRoute};
 
 /// Every route. Path parameters borrow from the request path.
 enum Route {
@@ -22,6 +24,8 @@ enum Route {
     SettingsPassword,
     SettingsDestruction,
     SettingsDelete,
+    Connections(ConnectionsRoute),
+    Chat(ChatRoute),
     Asset(&'static Asset),
 }
 
@@ -44,7 +48,13 @@ impl Route {
             ["settings", "password"] => Route::SettingsPassword,
             ["settings", "destruction-password"] => Route::SettingsDestruction,
             ["settings", "delete"] => Route::SettingsDelete,
-            _ => return None,
+            other => {
+                if let Some(r) = ConnectionsRoute::resolve(other) {
+                    Route::Connections(r)
+                } else {
+                    Route::Chat(ChatRoute::resolve(other)?)
+                }
+            }
         })
     }
 
@@ -56,6 +66,8 @@ impl Route {
             | Route::SettingsPassword
             | Route::SettingsDestruction
             | Route::SettingsDelete => POST,
+            Route::Connections(r) => r.allow(),
+            Route::Chat(r) => r.allow(),
         }
     }
 }
@@ -78,11 +90,18 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::SettingsPassword if post => accounts::change_password(ctx, req).await,
         Route::SettingsDestruction if post => accounts::change_destruction(ctx, req).await,
         Route::SettingsDelete if post => accounts::delete_account(ctx, req).await,
+        Route::Connections(r) if r.accepts(get, post) => connections::dispatch(ctx, req, r).await,
+        Route::Chat(r) if r.accepts(get, post) => chat::dispatch(ctx, req, r).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
         }),
     }
+}
+
+/// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`).
+pub fn is_passive(path: &str) -> bool {
+    chat::is_passive(path)
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.

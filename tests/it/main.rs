@@ -14,4 +14,6 @@
 mod support;
 
 mod accounts;
+mod chat;
+mod connections;
 mod web;
