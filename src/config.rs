@@ -90,7 +90,8 @@ pub struct CryptoConfig {
     pub max_concurrent_hashes: usize,
     /// RSA modulus size for delivery and per-connection keys: 2048, 3072 or 4096.
     pub rsa_bits: usize,
-    /// RSA key pairs kept generated in memory so that registering is fast.
+    /// RSA key pairs kept generated in memory so that registering and accepting a
+    /// connection (two pairs) are fast.
     pub rsa_pool_size: usize,
 }
 

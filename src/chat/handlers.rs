@@ -90,14 +90,17 @@ pub async fn dispatch(
         ChatRoute::Page(id) if post => post_message(ctx, req, id).await,
         ChatRoute::Page(id) => page(ctx, req, id).await,
         ChatRoute::Live(id) => {
-            let q = query(&req)?;
-            let after = match q.get("after") {
-                None => 0,
-                Some(a) => a.parse().map_err(|_| {
-                    AppError::BadRequest("The address was not correctly formed.".into())
-                })?,
-            };
-            Ok(live::serve(ctx, id, after).await)
+            // Errors here are shown inside the chat page's frame, so they are framable.
+            let after = query(&req).ok().and_then(|q| match q.get("after") {
+                None => Some(0),
+                Some(a) => a.parse::<u64>().ok(),
+            });
+            match after {
+                Some(after) => Ok(live::serve(ctx, id, after).await),
+                None => Ok(live::frame_error(&AppError::BadRequest(
+                    "The address was not correctly formed.".into(),
+                ))),
+            }
         }
         ChatRoute::Send => {
             if media_type(req.headers()).as_deref() == Some("application/json") {

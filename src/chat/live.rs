@@ -100,7 +100,8 @@ fn frame_doc(status: StatusCode, title: &str, body: maud::Markup) -> Response<Bo
     r
 }
 
-fn frame_error(e: &AppError) -> Response<Body> {
+/// An error as a document framable by the chat page.
+pub fn frame_error(e: &AppError) -> Response<Body> {
     let view = e.view();
     let body = match e {
         AppError::SessionRequired => maud::html! {

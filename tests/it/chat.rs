@@ -372,6 +372,7 @@ async fn open_streams_per_member_are_bounded() {
     bob2.jar = bob.jar.clone();
     let r = bob2.get(&format!("{src}?after=-1")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
