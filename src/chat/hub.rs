@@ -249,15 +249,14 @@ impl Hub {
         }
     }
 
-    /// Drop the state of members who are offline and have nothing open (housekeeping).
-    pub fn prune(&self, now: UnixTime, sessions: &Sessions) {
-        let mut members = self.members.lock();
-        members.retain(|id, e| {
+    /// Drop the state of members who could not be online any more whatever their
+    /// session: no stream, no reload under way, no recent page load (housekeeping). Does
+    /// not look at sessions, so it holds the lock only briefly.
+    pub fn prune(&self, now: UnixTime) {
+        self.members.lock().retain(|_, e| {
             e.streams > 0
                 || e.grace_until > now
-                || (!e.away
-                    && now.saturating_sub(e.last_active) < self.window
-                    && sessions.has_user(id, now))
+                || (!e.away && now.saturating_sub(e.last_active) < self.window)
         });
     }
 
@@ -361,7 +360,10 @@ mod tests {
 
         sessions.remove(&session);
         assert!(!hub.online(&a, t, &sessions), "no session, not online");
-        hub.prune(t + RELOAD_GRACE_SECS, &sessions);
+        hub.active([2; 16], t);
+        hub.prune(t + RELOAD_GRACE_SECS);
+        assert_eq!(hub.members.lock().len(), 2, "recent page loads are kept");
+        hub.prune(t + 60);
         assert_eq!(hub.members.lock().len(), 0);
     }
 
