@@ -134,6 +134,7 @@ async fn a_message_reaches_an_open_live_stream_within_a_second() {
         .await
         .expect("message arrived in the stream");
     let total = started.elapsed();
+    eprintln!("live stream: send → arrival {total:?} (in the stream after {arrived:?})");
     assert!(
         total < Duration::from_secs(1),
         "send → arrival took {total:?} (stream waited {arrived:?})"
