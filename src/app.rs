@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::accounts::DummyCredentials;
+use crate::chat::hub::Hub;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::KdfParams;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub limits: Limits,
     pub keypool: Arc<KeyPool>,
+    /// Live chat streams and online status.
+    pub hub: Arc<Hub>,
     /// argon2id parameters for new passwords.
     pub kdf: KdfParams,
     /// Stand-in credentials so that a login for an unknown name costs the same.
@@ -140,6 +143,7 @@ impl AppState {
     /// Drop a deleted member's in-memory state (sessions and their keys).
     pub fn forget_member(&self, id: &Id) {
         self.sessions.remove_user(id);
+        self.hub.forget(id);
     }
 }
 
@@ -192,6 +196,7 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
         ),
         limits: Limits::new(&config.rate_limits),
         keypool: KeyPool::new(config.crypto.rsa_bits, config.crypto.rsa_pool_size),
+        hub: Hub::new(options.clock.clone(), &config.chat),
         hash_permits: Semaphore::new(config.crypto.max_concurrent_hashes),
         dummy: DummyCredentials::new(kdf),
         kdf,
@@ -285,6 +290,8 @@ impl RunningApp {
     /// zeroize the key pool.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        // End live streams now, or graceful shutdown would wait for them.
+        self.state.hub.close();
         drop(self.onion.take());
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

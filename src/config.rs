@@ -34,6 +34,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub tor: TorConfig,
     pub files: FilesConfig,
+    pub connections: ConnectionsConfig,
+    pub chat: ChatConfig,
 }
 
 /// The HTTP layer and its front doors.
@@ -97,7 +99,8 @@ pub struct CryptoConfig {
     pub max_concurrent_hashes: usize,
     /// RSA modulus size for delivery and per-connection keys: 2048, 3072 or 4096.
     pub rsa_bits: usize,
-    /// RSA key pairs kept generated in memory so that registering is fast.
+    /// RSA key pairs kept generated in memory so that registering and accepting a
+    /// connection (two pairs) are fast.
     pub rsa_pool_size: usize,
 }
 
@@ -111,6 +114,12 @@ pub struct RateLimitConfig {
     pub register_per_minute: u32,
     /// File uploads per member per minute.
     pub uploads_per_member_per_minute: u32,
+    /// Connection requests a member may send per minute.
+    pub connection_requests_per_minute: u32,
+    /// Member searches per member per minute (searching is how names are probed).
+    pub searches_per_minute: u32,
+    /// Chat messages a member may send per minute.
+    pub messages_per_minute: u32,
 }
 
 /// Encrypted file hosting.
@@ -217,6 +226,35 @@ impl Default for TorConfig {
     }
 }
 
+/// Finding members and connecting to them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Search by prefix (at least 3 characters) instead of exact name. Off by default: an
+    /// exact search does not let members list everybody.
+    pub search_prefix: bool,
+}
+
+/// One-to-one chat, its live stream and online status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Longest message, in bytes of UTF-8 text.
+    pub max_message_bytes: usize,
+    /// A live stream ends after this many seconds and reloads itself.
+    pub stream_lifetime_secs: u64,
+    /// Seconds between keep-alive comments on a live stream.
+    pub stream_keepalive_secs: u64,
+    /// Live streams one member may hold open at once (tabs, devices).
+    pub max_streams_per_member: usize,
+    /// Events buffered per member for their live streams; a stream that falls further
+    /// behind reloads itself and catches up from the store.
+    pub channel_capacity: usize,
+    /// A member without an open live stream counts as online for this many seconds after
+    /// their last page load.
+    pub presence_window_secs: u64,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -265,6 +303,22 @@ impl Default for RateLimitConfig {
             login_per_username_per_minute: 10,
             register_per_minute: 20,
             uploads_per_member_per_minute: 10,
+            connection_requests_per_minute: 5,
+            searches_per_minute: 30,
+            messages_per_minute: 60,
+        }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4096,
+            stream_lifetime_secs: 300,
+            stream_keepalive_secs: 5,
+            max_streams_per_member: 8,
+            channel_capacity: 64,
+            presence_window_secs: 120,
         }
     }
 }
@@ -439,6 +493,9 @@ impl Config {
         if r.login_per_username_per_minute == 0
             || r.register_per_minute == 0
             || r.uploads_per_member_per_minute == 0
+            || r.connection_requests_per_minute == 0
+            || r.searches_per_minute == 0
+            || r.messages_per_minute == 0
         {
             return bad("rate limits must be at least 1 per minute");
         }
@@ -484,6 +541,33 @@ impl Config {
             return bad(
                 "files.quota_bytes_per_member cannot be smaller than files.max_upload_bytes",
             );
+        }
+        let ch = &self.chat;
+        if !(1..=65_536).contains(&ch.max_message_bytes) {
+            return bad("chat.max_message_bytes must be between 1 and 65536");
+        }
+        if ch.max_message_bytes > s.max_form_bytes / 3 {
+            return bad(
+                "chat.max_message_bytes must be at most a third of server.max_form_bytes (a \
+                 percent-encoded message is up to three times its size)",
+            );
+        }
+        if !(10..=3600).contains(&ch.stream_lifetime_secs) {
+            return bad("chat.stream_lifetime_secs must be between 10 and 3600");
+        }
+        if ch.stream_keepalive_secs == 0 || ch.stream_keepalive_secs >= ch.stream_lifetime_secs {
+            return bad(
+                "chat.stream_keepalive_secs must be at least 1 and less than stream_lifetime_secs",
+            );
+        }
+        if !(1..=64).contains(&ch.max_streams_per_member) {
+            return bad("chat.max_streams_per_member must be between 1 and 64");
+        }
+        if !(4..=4096).contains(&ch.channel_capacity) {
+            return bad("chat.channel_capacity must be between 4 and 4096");
+        }
+        if !(1..=3600).contains(&ch.presence_window_secs) {
+            return bad("chat.presence_window_secs must be between 1 and 3600");
         }
         Ok(())
     }

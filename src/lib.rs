@@ -6,9 +6,11 @@
 
 pub mod accounts;
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod files;
 pub mod hardening;

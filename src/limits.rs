@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimitConfig;
+use crate::store::Id;
 
 /// Every rate limiter of the server.
 pub struct Limits {
@@ -16,7 +17,13 @@ pub struct Limits {
     /// Registrations, server-wide.
     register: DefaultDirectRateLimiter,
     /// File uploads, keyed by member id.
-    upload: DefaultKeyedRateLimiter<crate::store::Id>,
+    upload: DefaultKeyedRateLimiter<Id>,
+    /// Connection requests, keyed by the requesting member's id.
+    connect: DefaultKeyedRateLimiter<Id>,
+    /// Member searches, keyed by the searching member's id.
+    search: DefaultKeyedRateLimiter<Id>,
+    /// Chat messages, keyed by the sending member's id.
+    messages: DefaultKeyedRateLimiter<Id>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -37,6 +44,9 @@ impl Limits {
             login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
             register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
             upload: RateLimiter::keyed(per_minute(cfg.uploads_per_member_per_minute)),
+            connect: RateLimiter::keyed(per_minute(cfg.connection_requests_per_minute)),
+            search: RateLimiter::keyed(per_minute(cfg.searches_per_minute)),
+            messages: RateLimiter::keyed(per_minute(cfg.messages_per_minute)),
         }
     }
 
@@ -53,16 +63,33 @@ impl Limits {
     }
 
     /// Whether this member may start one more upload now.
-    pub fn upload_allowed(&self, member: &crate::store::Id) -> bool {
+    pub fn upload_allowed(&self, member: &Id) -> bool {
         self.upload.check_key(member).is_ok()
+    }
+
+    /// Whether this member may send one more connection request now.
+    pub fn connect_allowed(&self, member: &Id) -> bool {
+        self.connect.check_key(member).is_ok()
+    }
+
+    /// Whether this member may search once more now.
+    pub fn search_allowed(&self, member: &Id) -> bool {
+        self.search.check_key(member).is_ok()
+    }
+
+    /// Whether this member may send one more chat message now.
+    pub fn message_allowed(&self, member: &Id) -> bool {
+        self.messages.check_key(member).is_ok()
     }
 
     /// Forget keys whose quota has fully recovered.
     pub fn prune(&self) {
         self.login.retain_recent();
         self.login.shrink_to_fit();
-        self.upload.retain_recent();
-        self.upload.shrink_to_fit();
+        for keyed in [&self.upload, &self.connect, &self.search, &self.messages] {
+            keyed.retain_recent();
+            keyed.shrink_to_fit();
+        }
     }
 
     /// Number of keys held (for tests and status).

@@ -60,6 +60,7 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
 pub fn housekeeping(state: &AppState) {
     let now = state.clock.now();
     state.sessions.reap(now);
+    state.hub.prune(now);
     state.limits.prune();
     state.keypool.refill();
 }

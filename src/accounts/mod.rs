@@ -360,6 +360,7 @@ pub fn delete_member_in(txn: &redb::WriteTransaction, id: &Id) -> Result<bool, S
     txn.open_table(USERNAME_TO_USER)?.remove(name.as_str())?;
     txn.open_table(SKELETON_TO_USER)?.remove(name.skeleton())?;
     crate::files::delete_member_files_in(txn, id)?;
+    crate::connections::delete_member_in(txn, id)?;
     Ok(true)
 }
 

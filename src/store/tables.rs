@@ -45,6 +45,43 @@ pub const FILE_GRANTS: TableDefinition<(Id, Id), &[u8]> = TableDefinition::new("
 pub const GRANTEE_TO_FILES: TableDefinition<(Id, Id), ()> =
     TableDefinition::new("grantee_to_files_v1");
 
+/// What two members are to each other: a pending or accepted connection, denials and
+/// blocks. Key: the two user ids in ascending order `(low, high)`. Value: `PairRecord`
+/// (`connections/mod.rs`). A row exists only while something links the two.
+pub const PAIRS: TableDefinition<(Id, Id), &[u8]> = TableDefinition::new("pairs_v1");
+
+/// Index of `PAIRS` by member, written in both directions. Key: `(member, other member)`.
+/// Value: nothing.
+pub const MEMBER_TO_PAIRED: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("member_to_paired_v1");
+
+/// Connections (pending requests and accepted connections). Key: connection id (the id in
+/// `/chat/<id>` and `/connect/…/<id>`). Value: `ConnectionRecord` (`connections/mod.rs`):
+/// requester, receiver, state, and once accepted both sides' public keys in clear.
+pub const CONNECTIONS: TableDefinition<Id, &[u8]> = TableDefinition::new("connections_v1");
+
+/// Each side's secrets of an accepted connection: its per-connection private key and the
+/// connection's chat key. Key: `(connection id, member id)`. Value: `SideSecretsRecord`
+/// (`connections/keys.rs`), sealed under the member's `data_key`, or sealed to their
+/// delivery public key until they next use the connection.
+pub const CONNECTION_SECRETS: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("connection_secrets_v1");
+
+/// Message queues, one per conversation (a connection id; group ids will share it). Key:
+/// `(conversation id, sequence number)`, numbered from 1 in order of arrival. Value:
+/// `MessageRecord` (`chat/mod.rs`): Fernet ciphertext under the conversation's key and the
+/// sender's signature.
+pub const MESSAGES: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("messages_v1");
+
+/// Messages not yet delivered to a recipient (by `/chat/poll`, the chat page or its live
+/// stream). Key: `(recipient id, conversation id, sequence number)`. Value: nothing.
+pub const UNDELIVERED: TableDefinition<(Id, Id, u64), ()> = TableDefinition::new("undelivered_v1");
+
+/// Last sequence number used in each conversation, so that numbers are never reused even
+/// when messages are deleted. Key: conversation id. Value: the last sequence number.
+pub const CONVERSATION_TO_LAST_SEQ: TableDefinition<Id, u64> =
+    TableDefinition::new("conversation_to_last_seq_v1");
+
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
     fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -66,5 +103,12 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(OWNER_TO_FILES)?;
     v.visit(FILE_GRANTS)?;
     v.visit(GRANTEE_TO_FILES)?;
+    v.visit(PAIRS)?;
+    v.visit(MEMBER_TO_PAIRED)?;
+    v.visit(CONNECTIONS)?;
+    v.visit(CONNECTION_SECRETS)?;
+    v.visit(MESSAGES)?;
+    v.visit(UNDELIVERED)?;
+    v.visit(CONVERSATION_TO_LAST_SEQ)?;
     Ok(())
 }

@@ -81,12 +81,33 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    /// Build the context from the request's cookies.
+    /// Build the context from the request's cookies. The session's idle timer restarts and
+    /// the member counts as active (online status).
     pub fn new(state: Arc<AppState>, door: Door, headers: &HeaderMap) -> Self {
+        Self::build(state, door, headers, false)
+    }
+
+    /// The context of a request that a page makes by itself (the live chat stream): it
+    /// neither restarts the session's idle timer nor counts as activity, so an unattended
+    /// open page does not keep a session alive.
+    pub fn passive(state: Arc<AppState>, door: Door, headers: &HeaderMap) -> Self {
+        Self::build(state, door, headers, true)
+    }
+
+    fn build(state: Arc<AppState>, door: Door, headers: &HeaderMap, passive: bool) -> Self {
         let now = state.clock.now();
         let prefix = state.config.server.onion_cookie_prefix;
-        let session = request::cookie(headers, &door.cookie_name(SESSION_COOKIE, prefix))
-            .and_then(|c| state.sessions.get(c, now));
+        let session =
+            request::cookie(headers, &door.cookie_name(SESSION_COOKIE, prefix)).and_then(|c| {
+                if passive {
+                    state.sessions.peek(c, now)
+                } else {
+                    state.sessions.get(c, now)
+                }
+            });
+        if let Some(s) = session.as_ref().filter(|_| !passive) {
+            state.hub.active(s.user_id, now);
+        }
         let pre_session = request::cookie(headers, &door.cookie_name(PRE_SESSION_COOKIE, prefix))
             .filter(|c| state.sessions.anonymous_csrf(c).is_some())
             .map(str::to_owned);
@@ -183,6 +204,7 @@ impl Ctx {
             self.state.sessions.remove(&old);
         }
         let (cookie, session) = self.state.sessions.create(user_id, username, key, self.now);
+        self.state.hub.active(user_id, self.now);
         self.set_cookies.push(format!(
             "{}={cookie}{}",
             self.cookie_name(SESSION_COOKIE),

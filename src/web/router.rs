@@ -11,6 +11,8 @@ use super::assets::{self, Asset};
 use super::error::AppError;
 use super::response::{Body, full};
 use crate::accounts::handlers as accounts;
+use crate::chat::handlers::{self as chat, ChatRoute};
+use crate::connections::handlers::{self as connections, ConnectionsRoute};
 use crate::files::handlers as files;
 use crate::store::Id;
 
@@ -35,6 +37,8 @@ enum Route {
     FileShare(Id),
     FileRevoke(Id),
     Profile(String),
+    Connections(ConnectionsRoute),
+    Chat(ChatRoute),
     Asset(&'static Asset),
 }
 
@@ -72,7 +76,13 @@ impl Route {
                 }
             }
             ["u", name] => Route::Profile(percent_decode(name)?),
-            _ => return None,
+            other => {
+                if let Some(r) = ConnectionsRoute::resolve(other) {
+                    Route::Connections(r)
+                } else {
+                    Route::Chat(ChatRoute::resolve(other)?)
+                }
+            }
         })
     }
 
@@ -94,6 +104,8 @@ impl Route {
             | Route::FileDelete(_)
             | Route::FileShare(_)
             | Route::FileRevoke(_) => POST,
+            Route::Connections(r) => r.allow(),
+            Route::Chat(r) => r.allow(),
         }
     }
 }
@@ -126,6 +138,8 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::FileShare(id) if post => files::share(ctx, req, id).await,
         Route::FileRevoke(id) if post => files::revoke(ctx, req, id).await,
         Route::Profile(name) if get => crate::profile::show(ctx, req, name).await,
+        Route::Connections(r) if r.accepts(get, post) => connections::dispatch(ctx, req, r).await,
+        Route::Chat(r) if r.accepts(get, post) => chat::dispatch(ctx, req, r).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
@@ -153,6 +167,11 @@ fn percent_decode(segment: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`).
+pub fn is_passive(path: &str) -> bool {
+    chat::is_passive(path)
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.

@@ -110,7 +110,11 @@ pub async fn handle(
     door: Door,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let mut ctx = Ctx::new(state, door, req.headers());
+    let mut ctx = if router::is_passive(req.uri().path()) {
+        Ctx::passive(state, door, req.headers())
+    } else {
+        Ctx::new(state, door, req.headers())
+    };
     let result = if !matches!(*req.method(), Method::GET | Method::HEAD | Method::POST) {
         Err(AppError::MethodNotAllowed {
             allow: "GET, HEAD, POST",

@@ -5,6 +5,9 @@
 //! unwrapped `data_key`; dropping the session (logout, idle or absolute expiry, account
 //! deletion, shutdown) zeroizes it. A restart logs everyone out, by design.
 //!
+//! Ending a session also fires its [`Session::ended`] signal, so that long-lived work on
+//! its behalf (live chat streams) stops at once instead of keeping its keys alive.
+//!
 //! CSRF tokens are `HMAC(process key, binding)`, where the binding is the session id for
 //! members and a random pre-session cookie for the login and registration forms. Nothing
 //! is stored per anonymous visitor.
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use crate::clock::UnixTime;
 use crate::crypto::{
@@ -34,6 +38,8 @@ pub struct Session {
     csrf: String,
     created: UnixTime,
     last_seen: AtomicI64,
+    /// Turns true when the session ends (logout, expiry, deletion, shutdown).
+    ended: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Session {
@@ -51,6 +57,15 @@ impl Session {
     /// Whether `token` is this session's CSRF token (constant time).
     pub fn csrf_ok(&self, token: &str) -> bool {
         ct_eq(token.as_bytes(), self.csrf.as_bytes())
+    }
+
+    /// A signal that turns true when this session ends.
+    pub fn ended(&self) -> watch::Receiver<bool> {
+        self.ended.subscribe()
+    }
+
+    fn end(&self) {
+        self.ended.send_replace(true);
     }
 }
 
@@ -102,6 +117,7 @@ impl Sessions {
             csrf,
             created: now,
             last_seen: AtomicI64::new(now),
+            ended: watch::Sender::new(false),
         });
         self.map.lock().insert(id_hash, Arc::clone(&session));
         (b64url(&raw), session)
@@ -110,16 +126,46 @@ impl Sessions {
     /// The live session for a cookie value, refreshing its idle timer. An expired session
     /// is removed and not returned.
     pub fn get(&self, cookie: &str, now: UnixTime) -> Option<Arc<Session>> {
+        self.lookup(cookie, now, true)
+    }
+
+    /// The live session for a cookie value, without refreshing its idle timer: for
+    /// requests a page makes by itself (the live chat stream), which must not keep an
+    /// unattended session alive.
+    pub fn peek(&self, cookie: &str, now: UnixTime) -> Option<Arc<Session>> {
+        self.lookup(cookie, now, false)
+    }
+
+    fn lookup(&self, cookie: &str, now: UnixTime, touch: bool) -> Option<Arc<Session>> {
         let raw = b64url_decode_exact::<32>(cookie)?;
         let id_hash = sha256(&raw);
         let mut map = self.map.lock();
         let session = map.get(&id_hash)?;
         if self.expired(session, now) {
-            map.remove(&id_hash);
+            if let Some(s) = map.remove(&id_hash) {
+                s.end();
+            }
             return None;
         }
-        session.last_seen.store(now, Ordering::Relaxed);
+        if touch {
+            session.last_seen.store(now, Ordering::Relaxed);
+        }
         Some(Arc::clone(session))
+    }
+
+    /// Whether `session` is still live at `now`; an expired one is ended here.
+    pub fn still_live(&self, session: &Session, now: UnixTime) -> bool {
+        let mut map = self.map.lock();
+        if !map.contains_key(&session.id_hash) {
+            return false;
+        }
+        if self.expired(session, now) {
+            if let Some(s) = map.remove(&session.id_hash) {
+                s.end();
+            }
+            return false;
+        }
+        true
     }
 
     fn expired(&self, s: &Session, now: UnixTime) -> bool {
@@ -130,11 +176,18 @@ impl Sessions {
     /// End one session (logout).
     pub fn remove(&self, session: &Session) {
         self.map.lock().remove(&session.id_hash);
+        session.end();
     }
 
     /// End every session of a member (account deleted).
     pub fn remove_user(&self, user_id: &Id) {
-        self.map.lock().retain(|_, s| &s.user_id != user_id);
+        self.map.lock().retain(|_, s| {
+            let keep = &s.user_id != user_id;
+            if !keep {
+                s.end();
+            }
+            keep
+        });
     }
 
     /// Remove expired sessions; returns the members whose sessions ended.
@@ -144,6 +197,7 @@ impl Sessions {
             let keep = !self.expired(s, now);
             if !keep {
                 ended.push(s.user_id);
+                s.end();
             }
             keep
         });
@@ -170,7 +224,11 @@ impl Sessions {
 
     /// End every session (shutdown), zeroizing every data key.
     pub fn clear(&self) {
-        self.map.lock().clear();
+        let mut map = self.map.lock();
+        for s in map.values() {
+            s.end();
+        }
+        map.clear();
     }
 
     /// A new pre-session value for anonymous forms (login, registration).
@@ -223,6 +281,36 @@ mod tests {
         assert!(s.anonymous_csrf_ok(&pre, &t));
         assert!(!s.anonymous_csrf_ok(&Sessions::new_anonymous(), &t));
         assert!(!s.anonymous_csrf_ok("garbage", &t));
+    }
+
+    #[test]
+    fn peek_does_not_refresh_and_ending_signals() {
+        let s = Sessions::new(900, 3600);
+        let (cookie, session) = s.create([1; 16], "a".into(), SecretKey::generate(), 0);
+        let ended = session.ended();
+        assert!(s.peek(&cookie, 800).is_some());
+        assert!(s.still_live(&session, 899));
+        assert!(!*ended.borrow());
+        // Peeking at 800 did not refresh the idle timer.
+        assert!(!s.still_live(&session, 900));
+        assert!(*ended.borrow(), "expiry ends the session");
+
+        let (_, session) = s.create([2; 16], "b".into(), SecretKey::generate(), 0);
+        let ended = session.ended();
+        s.remove(&session);
+        assert!(*ended.borrow(), "logout ends the session");
+        let (_, session) = s.create([3; 16], "c".into(), SecretKey::generate(), 0);
+        let ended = session.ended();
+        s.remove_user(&[3; 16]);
+        assert!(*ended.borrow(), "account deletion ends the session");
+        let (_, session) = s.create([4; 16], "d".into(), SecretKey::generate(), 0);
+        let ended = session.ended();
+        assert_eq!(s.reap(900), vec![[4; 16]]);
+        assert!(*ended.borrow(), "reaping ends the session");
+        let (_, session) = s.create([5; 16], "e".into(), SecretKey::generate(), 0);
+        let ended = session.ended();
+        s.clear();
+        assert!(*ended.borrow(), "shutdown ends the session");
     }
 
     #[test]

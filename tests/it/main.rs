@@ -14,5 +14,7 @@
 mod support;
 
 mod accounts;
+mod chat;
+mod connections;
 mod files;
 mod web;

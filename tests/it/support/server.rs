@@ -29,6 +29,11 @@ impl TestServer {
 
     /// A server on an existing data directory (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        // Server errors (with their request ids) show in the output of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
         let mut config = test_config(dir.path().to_path_buf());
         tweak(&mut config);
         let clock = Clock::system();

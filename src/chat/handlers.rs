@@ -1,0 +1,512 @@
+//! Chat handlers: the chat page and its send form, the live stream, the JSON endpoints
+//! `POST /chat/send` and `GET /chat/poll`, and `GET /users/online`.
+
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::hub::Event;
+use super::live::{self, CHAT_PAGE_CSP};
+use super::views::{self, ChatPage, OnlineEntry};
+use super::{HISTORY_PAGE, POLL_LIMIT, Sent, TextError, clean_text};
+use crate::accounts::handlers::{form, query};
+use crate::crypto::{b64url, b64url_decode_exact};
+use crate::store::Id;
+use crate::web::Ctx;
+use crate::web::error::AppError;
+use crate::web::request::{media_type, read_body};
+use crate::web::response::{Body, full, html, redirect};
+use crate::web::session::Session;
+
+/// Header carrying the CSRF token of JSON requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The routes of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRoute {
+    /// `GET /chat/<id>` (the page), `POST /chat/<id>` (its send form)
+    Page(Id),
+    /// `GET /chat/<id>/live?after=<seq>` (the streamed frame)
+    Live(Id),
+    /// `POST /chat/send` (form or JSON)
+    Send,
+    /// `GET /chat/poll` (JSON)
+    Poll,
+    /// `GET /users/online`
+    Online,
+}
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+const GET_POST: &str = "GET, HEAD, POST";
+
+impl ChatRoute {
+    /// The route for a path's segments. A malformed id is no route (so: 404).
+    pub fn resolve(segments: &[&str]) -> Option<Self> {
+        Some(match segments {
+            ["chat", "send"] => Self::Send,
+            ["chat", "poll"] => Self::Poll,
+            ["users", "online"] => Self::Online,
+            ["chat", id] => Self::Page(b64url_decode_exact(id)?),
+            ["chat", id, "live"] => Self::Live(b64url_decode_exact(id)?),
+            _ => return None,
+        })
+    }
+
+    /// Methods this route accepts (the `Allow` header of a 405).
+    pub fn allow(&self) -> &'static str {
+        match self {
+            Self::Page(_) => GET_POST,
+            Self::Live(_) | Self::Poll | Self::Online => GET,
+            Self::Send => POST,
+        }
+    }
+
+    /// Whether this route accepts the request's method.
+    pub fn accepts(&self, get: bool, post: bool) -> bool {
+        match self.allow() {
+            GET => get,
+            POST => post,
+            _ => get || post,
+        }
+    }
+}
+
+/// Whether `path` is the live stream (a passive request: see `Ctx::passive`).
+pub fn is_passive(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(ChatRoute::resolve(&segments), Some(ChatRoute::Live(_)))
+}
+
+/// Run the handler of `route` (the method was checked by `accepts`).
+pub async fn dispatch(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+    route: ChatRoute,
+) -> Result<Response<Body>, AppError> {
+    let post = req.method() == hyper::Method::POST;
+    match route {
+        ChatRoute::Page(id) if post => post_message(ctx, req, id).await,
+        ChatRoute::Page(id) => page(ctx, req, id).await,
+        ChatRoute::Live(id) => {
+            // Errors here are shown inside the chat page's frame, so they are framable.
+            let after = query(&req).ok().and_then(|q| match q.get("after") {
+                None => Some(0),
+                Some(a) => a.parse::<u64>().ok(),
+            });
+            match after {
+                Some(after) => Ok(live::serve(ctx, id, after).await),
+                None => Ok(live::frame_error(&AppError::BadRequest(
+                    "The address was not correctly formed.".into(),
+                ))),
+            }
+        }
+        ChatRoute::Send => {
+            if media_type(req.headers()).as_deref() == Some("application/json") {
+                Ok(json_or_error(send_json(ctx, req).await))
+            } else {
+                send_form(ctx, req).await
+            }
+        }
+        ChatRoute::Poll => Ok(json_or_error(poll(ctx).await)),
+        ChatRoute::Online => {
+            let wants_json = req
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json"));
+            if wants_json {
+                Ok(json_or_error(online_json(ctx).await))
+            } else {
+                online_page(ctx).await
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The chat page
+
+/// Render the chat page (latest messages, or those before `before`).
+async fn render_page(
+    ctx: &mut Ctx,
+    session: &Session,
+    id: Id,
+    before: Option<u64>,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response<Body>, AppError> {
+    let me = session.user_id;
+    let data_key = session.data_key.clone();
+    let now = ctx.now;
+    let loaded = ctx
+        .state
+        .store
+        .run(move |s| {
+            let Some(conv) = super::open(s, &id, &me, &data_key)? else {
+                return Ok(None);
+            };
+            let (messages, more) = conv.history(s, before, HISTORY_PAGE)?;
+            if before.is_none()
+                && let Some(last) = messages.last()
+            {
+                super::mark_delivered(s, &me, &id, last.seq)?;
+            }
+            Ok(Some((
+                conv.peer,
+                conv.peer_name.clone(),
+                conv.my_key.scheme_name(),
+                conv.my_key.fingerprint(),
+                conv.peer_key.fingerprint(),
+                messages,
+                more,
+            )))
+        })
+        .await?;
+    let Some((peer, peer_name, scheme, mine, theirs, messages, more)) = loaded else {
+        return Err(AppError::NotFound);
+    };
+    let peer_online = ctx.state.hub.online(&peer, now, &ctx.state.sessions);
+    let live_after = match before {
+        None => Some(messages.last().map_or(0, |m| m.seq)),
+        Some(_) => None,
+    };
+    let older = if more {
+        messages.first().map(|m| m.seq)
+    } else {
+        None
+    };
+    let page = ctx.page();
+    let markup = views::chat_page(
+        &page,
+        &ChatPage {
+            conversation: id,
+            peer_name: &peer_name,
+            peer_online,
+            scheme,
+            my_fingerprint: &mine,
+            peer_fingerprint: &theirs,
+            messages: &messages,
+            older,
+            live_after,
+            error,
+            max_bytes: ctx.state.config.chat.max_message_bytes,
+        },
+    );
+    let mut response = html(status, markup);
+    response.headers_mut().insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(CHAT_PAGE_CSP),
+    );
+    Ok(response)
+}
+
+async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<Body>, AppError> {
+    let Some(session) = ctx.session.clone() else {
+        return Ok(redirect("/login"));
+    };
+    let q = query(&req)?;
+    let before =
+        match q.get("before") {
+            None => None,
+            Some(b) => Some(b.parse::<u64>().map_err(|_| {
+                AppError::BadRequest("The address was not correctly formed.".into())
+            })?),
+        };
+    render_page(ctx, &session, id, before, StatusCode::OK, None).await
+}
+
+fn text_error_status(e: TextError) -> StatusCode {
+    match e {
+        TextError::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        TextError::Empty | TextError::ControlCharacters => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// What sending decided.
+enum SendOutcome {
+    Sent(Id, Sent),
+    Refused(TextError),
+}
+
+/// The common path of every send: rate limit, text rules, encrypt, sign, store, notify.
+/// `NotFound` unless `session`'s member has an accepted connection `conversation`.
+async fn send(
+    ctx: &Ctx,
+    session: &Session,
+    conversation: Id,
+    text: &str,
+) -> Result<SendOutcome, AppError> {
+    let me = session.user_id;
+    // Membership first: someone else's connection is "not found", whatever the text.
+    let side = ctx
+        .state
+        .store
+        .run(move |s| crate::connections::side_of(s, &conversation, &me))
+        .await?;
+    if !side.is_some_and(|s| s.record.is_accepted()) {
+        return Err(AppError::NotFound);
+    }
+    if !ctx.state.limits.message_allowed(&me) {
+        return Err(AppError::TooManyRequests);
+    }
+    let text = match clean_text(text, ctx.state.config.chat.max_message_bytes) {
+        Ok(t) => zeroize::Zeroizing::new(t),
+        Err(e) => return Ok(SendOutcome::Refused(e)),
+    };
+    let data_key = session.data_key.clone();
+    let now = ctx.now;
+    let sent = ctx
+        .state
+        .store
+        .run(move |s| super::send(s, &conversation, &me, &data_key, &text, now))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    ctx.state.hub.publish(
+        &[me, sent.recipient],
+        Event::Message {
+            conversation,
+            seq: sent.seq,
+        },
+    );
+    Ok(SendOutcome::Sent(conversation, sent))
+}
+
+/// `POST /chat/<id>`: the page's send form; back to the page (303) when sent.
+async fn post_message(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+    id: Id,
+) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    let session = ctx.check_member_form(&form)?;
+    match send(ctx, &session, id, form.text("message")).await? {
+        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&id)))),
+        SendOutcome::Refused(e) => {
+            let message = e.to_string();
+            render_page(
+                ctx,
+                &session,
+                id,
+                None,
+                text_error_status(e),
+                Some(&message),
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /chat/send` as a form (`csrf`, `receiver_id`, `message`).
+async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let form = form(ctx, req).await?;
+    let session = ctx.check_member_form(&form)?;
+    let conversation = conversation_with(ctx, &session, form.text("receiver_id")).await?;
+    match send(ctx, &session, conversation, form.text("message")).await? {
+        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&conversation)))),
+        SendOutcome::Refused(e) => {
+            let message = e.to_string();
+            render_page(
+                ctx,
+                &session,
+                conversation,
+                None,
+                text_error_status(e),
+                Some(&message),
+            )
+            .await
+        }
+    }
+}
+
+/// The accepted connection between the session's member and member `receiver_id`
+/// (base64url), or `NotFound`.
+async fn conversation_with(
+    ctx: &Ctx,
+    session: &Session,
+    receiver_id: &str,
+) -> Result<Id, AppError> {
+    let receiver = b64url_decode_exact::<16>(receiver_id.trim()).ok_or(AppError::NotFound)?;
+    let me = session.user_id;
+    ctx.state
+        .store
+        .run(move |s| crate::connections::connection_between(s, &me, &receiver))
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON
+
+/// A JSON response.
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// JSON endpoints answer errors in JSON too, with the same status as the page would.
+fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let view = e.view();
+            let body = match &e {
+                AppError::Internal(detail) => {
+                    let id = b64url(&crate::crypto::random_bytes::<6>());
+                    tracing::error!(request_id = %id, detail = %detail, "request failed");
+                    serde_json::json!({ "error": view.message, "request_id": id })
+                }
+                _ => serde_json::json!({ "error": view.message }),
+            };
+            json(view.status, &body)
+        }
+    }
+}
+
+/// The body of a JSON `POST /chat/send`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    receiver_id: String,
+    message: String,
+}
+
+impl Drop for SendRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.message);
+    }
+}
+
+/// `POST /chat/send` with `Content-Type: application/json` and the CSRF token in the
+/// `X-CSRF-Token` header.
+async fn send_json(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    let token = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !session.csrf_ok(token) {
+        return Err(AppError::Csrf);
+    }
+    let cfg = &ctx.state.config.server;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(
+        &parts.headers,
+        body,
+        cfg.max_form_bytes,
+        std::time::Duration::from_secs(cfg.body_timeout_secs),
+    )
+    .await?;
+    let request: SendRequest = serde_json::from_slice(&bytes).map_err(|_| {
+        AppError::BadRequest(
+            "The body must be a JSON object with the strings receiver_id and message.".into(),
+        )
+    })?;
+    let conversation = conversation_with(ctx, &session, &request.receiver_id).await?;
+    match send(ctx, &session, conversation, &request.message).await? {
+        SendOutcome::Sent(conversation, sent) => Ok(json(
+            StatusCode::CREATED,
+            &serde_json::json!({
+                "id": b64url(&sent.id),
+                "connection_id": b64url(&conversation),
+                "seq": sent.seq,
+                "sent_at": sent.sent_at,
+            }),
+        )),
+        SendOutcome::Refused(e) => Ok(json(
+            text_error_status(e),
+            &serde_json::json!({ "error": e.to_string() }),
+        )),
+    }
+}
+
+/// `GET /chat/poll`: undelivered messages for the caller, now marked delivered.
+async fn poll(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    let me = session.user_id;
+    let data_key = session.data_key.clone();
+    let (messages, more) = ctx
+        .state
+        .store
+        .run(move |s| super::poll(s, &me, &data_key, POLL_LIMIT))
+        .await?;
+    let messages: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|p| {
+            let m = &p.message;
+            serde_json::json!({
+                "id": b64url(&m.id),
+                "connection_id": b64url(&p.conversation),
+                "seq": m.seq,
+                "sender_id": b64url(&m.sender),
+                "sender": if m.mine { session.username.as_str() } else { p.peer_name.as_str() },
+                "sent_at": m.sent_at,
+                "text": m.text,
+                "signature": m.status.as_str(),
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "messages": messages, "more": more }),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Online status
+
+/// The caller's connections who are online now.
+async fn online_entries(ctx: &Ctx, session: &Session) -> Result<Vec<OnlineEntry>, AppError> {
+    let me = session.user_id;
+    let overview = ctx
+        .state
+        .store
+        .run(move |s| crate::connections::overview(s, &me))
+        .await?;
+    let now = ctx.now;
+    Ok(overview
+        .connected
+        .into_iter()
+        .filter(|e| ctx.state.hub.online(&e.other, now, &ctx.state.sessions))
+        .map(|e| OnlineEntry {
+            member: e.other,
+            username: e.username,
+            connection: e.connection,
+        })
+        .collect())
+}
+
+async fn online_page(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
+    let Some(session) = ctx.session.clone() else {
+        return Ok(redirect("/login"));
+    };
+    let entries = online_entries(ctx, &session).await?;
+    let page = ctx.page();
+    Ok(html(StatusCode::OK, views::online(&page, &entries)))
+}
+
+async fn online_json(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    let entries = online_entries(ctx, &session).await?;
+    let online: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": b64url(&e.member),
+                "username": e.username,
+                "connection_id": b64url(&e.connection),
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "online": online }),
+    ))
+}

@@ -1,0 +1,377 @@
+//! The live stream: new messages in an open chat page without JavaScript.
+//!
+//! The chat page embeds `<iframe src="/chat/<id>/live?after=<seq>">`. That response is a
+//! long-lived HTML document sent in chunks: it starts with the messages after `<seq>` (the
+//! last one the page itself shows), then appends each new message as the hub announces it,
+//! a keep-alive comment every `chat.stream_keepalive_secs`, and a note when the other
+//! member comes online or goes offline. After `chat.stream_lifetime_secs` it ends with
+//! `<meta http-equiv="refresh">`, and the browser loads the same address again — which
+//! starts again from `<seq>`, so nothing already shown disappears.
+//!
+//! One task per stream writes into a small bounded channel that the response body reads.
+//! The task ends when the client goes away (the body is dropped), when the session ends
+//! (logout, expiry, account deletion: the session's `ended` signal, and a liveness check
+//! at every keep-alive), when the conversation ends, on shutdown, or at its lifetime. It
+//! holds only a weak reference to the session, and the conversation's chat key for its
+//! lifetime.
+//!
+//! The stream is a *passive* request: it neither restarts the session's idle timer nor
+//! counts as activity (see `Ctx::passive`). Its own headers allow framing by our own pages
+//! only (`frame-ancestors 'self'`, `X-Frame-Options: SAMEORIGIN`); every other response
+//! keeps `frame-ancestors 'none'`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::hub::{Event, SubscribeError, Subscription};
+use super::views;
+use super::{CATCH_UP_LIMIT, Conversation, Shown};
+use crate::app::AppState;
+use crate::store::Id;
+use crate::web::Ctx;
+use crate::web::error::AppError;
+use crate::web::response::Body;
+use crate::web::session::Session;
+
+/// CSP of the live stream document: like every page, but framable by our own pages.
+pub const STREAM_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                              form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
+
+/// CSP of the chat page: like every page, plus frames from our own origin (the stream).
+pub const CHAT_PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                                 form-action 'self'; frame-src 'self'; frame-ancestors 'none'; \
+                                 base-uri 'none'";
+
+/// Chunks buffered between the stream task and the connection.
+const CHUNKS_BUFFERED: usize = 16;
+/// A client that does not take a chunk for this long is given up on.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds before a stream that ended for a reason other than its lifetime reloads.
+const RELOAD_AFTER_SHUTDOWN_SECS: u64 = 5;
+
+/// A response body fed by the stream task.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Set the headers of a document shown inside the chat page's frame.
+fn framable(response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(STREAM_CSP),
+    );
+    headers.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+}
+
+/// A small framable document (errors inside the frame).
+fn frame_doc(status: StatusCode, title: &str, body: maud::Markup) -> Response<Body> {
+    let mut r = Response::new(crate::web::response::full(
+        views::live_message_doc(title, body).into_string(),
+    ));
+    *r.status_mut() = status;
+    framable(&mut r);
+    r
+}
+
+/// An error as a document framable by the chat page.
+pub fn frame_error(e: &AppError) -> Response<Body> {
+    let view = e.view();
+    let body = match e {
+        AppError::SessionRequired => maud::html! {
+            a href="/login" target="_top" { "Log in" }
+        },
+        AppError::Internal(detail) => {
+            let id = crate::crypto::b64url(&crate::crypto::random_bytes::<6>());
+            tracing::error!(request_id = %id, detail = %detail, "live stream failed");
+            maud::html! { "Request id: " (id) }
+        }
+        _ => maud::html! { (view.message) },
+    };
+    frame_doc(view.status, view.title, body)
+}
+
+/// `GET /chat/<id>/live?after=<seq>`: answer with the stream, or with a framable error.
+pub async fn serve(ctx: &mut Ctx, conversation: Id, after: u64) -> Response<Body> {
+    match start(ctx, conversation, after).await {
+        Ok(r) => r,
+        Err(e) => frame_error(&e),
+    }
+}
+
+async fn start(ctx: &mut Ctx, conversation: Id, after: u64) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    let state = Arc::clone(&ctx.state);
+    let me = session.user_id;
+    // Subscribe before reading the store, so that nothing falls between the two.
+    let sub = match state.hub.subscribe(me) {
+        Ok(s) => s,
+        Err(SubscribeError::TooMany) => {
+            return Ok(frame_doc(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many open chat windows",
+                maud::html! { "Close one and " a href="" { "try again" } "." },
+            ));
+        }
+        Err(SubscribeError::Closed) => return Err(AppError::Busy),
+    };
+    let data_key = session.data_key.clone();
+    let now = ctx.now;
+    let conv = state
+        .store
+        .run(move |s| super::open(s, &conversation, &me, &data_key))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let conv = Arc::new(conv);
+    let (initial, skipped) = {
+        let c = Arc::clone(&conv);
+        state
+            .store
+            .run(move |s| c.since(s, after, CATCH_UP_LIMIT))
+            .await?
+    };
+    let mut first = views::live_head();
+    if skipped {
+        first.push_str(
+            &views::live_reload_link(&conversation, "Earlier new messages: open the whole chat")
+                .into_string(),
+        );
+    }
+    let last = push_messages(&mut first, &initial, &conv.peer_name).unwrap_or(after);
+    if last > after {
+        mark_delivered(&state, me, conversation, last).await;
+    }
+    let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
+    // The channel is new and empty: the first chunk always fits.
+    let _ = tx.try_send(Bytes::from(first));
+    let peer_online = state.hub.online(&conv.peer, now, &state.sessions);
+    let task = Live {
+        ended: session.ended(),
+        session: Arc::downgrade(&session),
+        state,
+        conv,
+        sub,
+        tx,
+        last,
+        peer_online,
+    };
+    tokio::spawn(task.run());
+    let mut response = Response::new(ChannelBody(rx).boxed());
+    framable(&mut response);
+    Ok(response)
+}
+
+/// Append messages to `out`; the sequence number of the last one.
+fn push_messages(out: &mut String, messages: &[Shown], peer_name: &str) -> Option<u64> {
+    for m in messages {
+        out.push_str(&views::message(m, peer_name).into_string());
+    }
+    messages.last().map(|m| m.seq)
+}
+
+async fn mark_delivered(state: &AppState, me: Id, conversation: Id, upto: u64) {
+    if let Err(e) = state
+        .store
+        .run(move |s| super::mark_delivered(s, &me, &conversation, upto))
+        .await
+    {
+        tracing::warn!(error = %e, "marking messages delivered failed");
+    }
+}
+
+/// What happens next to a stream.
+enum Flow {
+    Continue,
+    /// The client went away: nothing more to write.
+    Gone,
+    End(Ending),
+}
+
+/// How a stream ends.
+enum Ending {
+    /// Lifetime reached, or fell behind: reload now and catch up.
+    Reload,
+    /// The server is stopping.
+    Shutdown,
+    SessionEnded,
+    /// The connection was removed or blocked, or the other account deleted.
+    ConversationGone,
+}
+
+/// One stream's task.
+struct Live {
+    state: Arc<AppState>,
+    session: Weak<Session>,
+    ended: watch::Receiver<bool>,
+    conv: Arc<Conversation>,
+    sub: Subscription,
+    tx: mpsc::Sender<Bytes>,
+    /// Sequence number of the last message written.
+    last: u64,
+    peer_online: bool,
+}
+
+impl Live {
+    async fn run(mut self) {
+        let cfg = &self.state.config.chat;
+        let lifetime = Duration::from_secs(cfg.stream_lifetime_secs);
+        let every = Duration::from_secs(cfg.stream_keepalive_secs);
+        let deadline = tokio::time::Instant::now() + lifetime;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if *self.ended.borrow() {
+            self.finish(Ending::SessionEnded).await;
+            return;
+        }
+        loop {
+            let flow = tokio::select! {
+                () = self.tx.closed() => Flow::Gone,
+                changed = self.ended.changed() => match changed {
+                    Ok(()) if !*self.ended.borrow() => Flow::Continue,
+                    _ => Flow::End(Ending::SessionEnded),
+                },
+                event = self.sub.recv() => self.on_event(event).await,
+                _ = keepalive.tick() => self.on_tick().await,
+                () = tokio::time::sleep_until(deadline) => Flow::End(Ending::Reload),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Gone => return,
+                Flow::End(ending) => {
+                    self.finish(ending).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn write(&self, chunk: String) -> Flow {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.tx.send(Bytes::from(chunk))).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Gone,
+        }
+    }
+
+    async fn on_event(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Flow {
+        let id = self.conv.id;
+        match event {
+            Ok(Event::Message { conversation, seq }) if conversation == id && seq > self.last => {
+                self.catch_up().await
+            }
+            Ok(Event::Closed { conversation }) if conversation == id => {
+                Flow::End(Ending::ConversationGone)
+            }
+            Ok(Event::MemberGone { member }) if member == self.conv.peer => {
+                Flow::End(Ending::ConversationGone)
+            }
+            Ok(_) => Flow::Continue,
+            Err(broadcast::error::RecvError::Lagged(_)) => Flow::End(Ending::Reload),
+            Err(broadcast::error::RecvError::Closed) => Flow::End(Ending::Shutdown),
+        }
+    }
+
+    /// Write every message after the last one written.
+    async fn catch_up(&mut self) -> Flow {
+        let conv = Arc::clone(&self.conv);
+        let after = self.last;
+        let read = self
+            .state
+            .store
+            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT))
+            .await;
+        let (messages, skipped) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream could not read new messages");
+                return Flow::End(Ending::Reload);
+            }
+        };
+        if skipped {
+            // More arrived at once than a stream shows: reload and show the latest.
+            return Flow::End(Ending::Reload);
+        }
+        let mut chunk = String::new();
+        let Some(last) = push_messages(&mut chunk, &messages, &self.conv.peer_name) else {
+            return Flow::Continue;
+        };
+        self.last = last;
+        let flow = self.write(chunk).await;
+        mark_delivered(&self.state, self.conv.me, self.conv.id, last).await;
+        flow
+    }
+
+    async fn on_tick(&mut self) -> Flow {
+        let now = self.state.clock.now();
+        let live = self
+            .session
+            .upgrade()
+            .is_some_and(|s| self.state.sessions.still_live(&s, now));
+        if !live {
+            return Flow::End(Ending::SessionEnded);
+        }
+        let mut chunk = String::from(views::KEEP_ALIVE);
+        let online = self
+            .state
+            .hub
+            .online(&self.conv.peer, now, &self.state.sessions);
+        if online != self.peer_online {
+            self.peer_online = online;
+            let text = format!(
+                "{} is now {}.",
+                self.conv.peer_name,
+                if online { "online" } else { "offline" }
+            );
+            chunk.push_str(&views::live_note(&text, now).into_string());
+        }
+        self.write(chunk).await
+    }
+
+    async fn finish(mut self, ending: Ending) {
+        let tail = match ending {
+            Ending::Reload => {
+                self.sub.ending_on_schedule();
+                views::live_end_reload(0)
+            }
+            Ending::Shutdown => views::live_end_reload(RELOAD_AFTER_SHUTDOWN_SECS),
+            Ending::SessionEnded => views::live_end_final(maud::html! {
+                p.note {
+                    "Your session has ended. "
+                    a href="/login" target="_top" { "Log in again" }
+                }
+            }),
+            Ending::ConversationGone => views::live_end_final(maud::html! {
+                p.note {
+                    "This connection no longer exists. "
+                    a href="/connections" target="_top" { "Your connections" }
+                }
+            }),
+        };
+        let _ = self.write(tail).await;
+    }
+}

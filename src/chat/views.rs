@@ -1,0 +1,302 @@
+//! Chat pages, the pieces of the live stream document, and the online list. Pure
+//! functions from data to markup; maud escapes every message text.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::{Shown, Verification};
+use crate::clock::UnixTime;
+use crate::connections::views::presence_badge;
+use crate::crypto::b64url;
+use crate::store::Id;
+use crate::web::assets;
+use crate::web::layout::{PageCtx, csrf_field, form_error, page};
+
+/// Civil date (proleptic Gregorian, UTC) of a day number (Unix time / 86400).
+fn civil(day: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's days_from_civil inverse.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn date_of_day(day: i64) -> String {
+    let (y, m, d) = civil(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD HH:MM UTC`: message times are shown in UTC, so pages reveal no time zone.
+pub fn utc_minute(t: UnixTime) -> String {
+    let secs = t.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02} UTC",
+        date_of_day(t.div_euclid(86_400)),
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+/// The signature status line of a message.
+fn status(v: Verification) -> Markup {
+    html! {
+        @match v {
+            Verification::Verified => span.sig.ok title="Signed with the sender's key for this connection; the signature verified." { "✓ signature verified" },
+            Verification::BadSignature => span.sig.bad { "✗ signature did not verify: message withheld" },
+            Verification::Unreadable => span.sig.bad { "✗ message could not be decrypted" },
+        }
+    }
+}
+
+/// One message, as the chat page and the live stream show it.
+pub fn message(m: &Shown, peer_name: &str) -> Markup {
+    html! {
+        article.msg.mine[m.mine] id=(format!("m{}", m.seq)) data-status=(m.status.as_str()) {
+            header {
+                strong.sender { @if m.mine { "You" } @else { (peer_name) } }
+                " "
+                time { (utc_minute(m.sent_at)) }
+                " "
+                (status(m.status))
+            }
+            @if let Some(text) = &m.text {
+                p.text dir="auto" { (text) }
+            }
+        }
+    }
+}
+
+/// Everything the chat page shows.
+pub struct ChatPage<'a> {
+    pub conversation: Id,
+    pub peer_name: &'a str,
+    pub peer_online: bool,
+    pub scheme: &'a str,
+    pub my_fingerprint: &'a str,
+    pub peer_fingerprint: &'a str,
+    /// Oldest first.
+    pub messages: &'a [Shown],
+    /// `Some(seq)`: older messages exist before `seq`.
+    pub older: Option<u64>,
+    /// `Some(after)` on the latest page: the live stream shows what comes after `after`.
+    pub live_after: Option<u64>,
+    pub error: Option<&'a str>,
+    pub max_bytes: usize,
+}
+
+crate::connections::debug_without_names!(ChatPage<'_>, OnlineEntry);
+
+/// The chat page: send form, live stream, history (newest first throughout).
+pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
+    let id = b64url(&p.conversation);
+    let title = format!("Chat with {}", p.peer_name);
+    page(
+        ctx,
+        &title,
+        html! {
+            p.status {
+                (p.peer_name) " is " (presence_badge(p.peer_online))
+                " · " a href="/connections" { "All connections" }
+            }
+            details.keys {
+                summary { "Keys of this connection" }
+                p {
+                    "Messages are encrypted with this connection's own key and signed with "
+                    (p.scheme) " by the sender's key for this connection only. Fingerprints:"
+                }
+                ul {
+                    li { "Yours: " code { (p.my_fingerprint) } }
+                    li { (p.peer_name) ": " code { (p.peer_fingerprint) } }
+                }
+            }
+            @if p.live_after.is_some() {
+                (form_error(p.error))
+                form.stack.send method="post" action=(format!("/chat/{id}")) {
+                    (csrf_field(ctx))
+                    label {
+                        "Message"
+                        textarea name="message" rows="3" required maxlength=(p.max_bytes) dir="auto" {}
+                        small { "Up to " (p.max_bytes) " bytes. Newest messages are at the top." }
+                    }
+                    button type="submit" { "Send" }
+                }
+            }
+            @if let Some(after) = p.live_after {
+                iframe.live-frame src=(format!("/chat/{id}/live?after={after}"))
+                    title="New messages, as they arrive" {}
+            } @else {
+                p { a href=(format!("/chat/{id}")) { "Back to the latest messages" } }
+            }
+            section.history aria-label="Earlier messages" {
+                @if p.messages.is_empty() && p.older.is_none() {
+                    p.muted { "No messages yet." }
+                }
+                @for m in p.messages.iter().rev() {
+                    (message(m, p.peer_name))
+                }
+                @if let Some(before) = p.older {
+                    p { a href=(format!("/chat/{id}?before={before}")) { "Older messages" } }
+                }
+            }
+        },
+    )
+}
+
+/// The start of the live stream document, up to the list new messages go into. Padded
+/// to a kilobyte: some browsers hold back the first bytes of a streamed document.
+pub fn live_head() -> String {
+    let head = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="referrer" content="no-referrer";
+                title { "New messages" }
+                link rel="stylesheet" href=(assets::STYLE.path);
+            }
+        }
+    }
+    .into_string();
+    // maud closes every element; the stream keeps `html` and `body` open, so the head is
+    // written up to `</head>` and the body is opened by hand.
+    let head = head.strip_suffix("</html>").unwrap_or(&head).to_owned();
+    let mut out = String::with_capacity(2048);
+    out.push_str(&head);
+    out.push_str("<body class=\"live-doc\"><!--");
+    out.push_str(&" ".repeat(1024));
+    out.push_str("--><div class=\"live\" aria-live=\"polite\">");
+    out
+}
+
+/// A notice inside the live stream (presence changes, catch-up gaps).
+pub fn live_note(text: &str, t: UnixTime) -> Markup {
+    html! {
+        p.note { time { (utc_minute(t)) } " " (text) }
+    }
+}
+
+/// A link out of the live frame to the whole chat page.
+pub fn live_reload_link(conversation: &Id, text: &str) -> Markup {
+    html! {
+        p.note { a href=(format!("/chat/{}", b64url(conversation))) target="_top" { (text) } }
+    }
+}
+
+/// Keep-alive comment, so that idle circuits and proxies keep the stream open.
+pub const KEEP_ALIVE: &str = "<!-- keep-alive -->\n";
+
+/// The end of a live stream that reloads itself after `delay` seconds.
+pub fn live_end_reload(delay: u64) -> String {
+    format!("</div><meta http-equiv=\"refresh\" content=\"{delay}\"></body></html>\n")
+}
+
+/// The end of a live stream that stops for good, with a last notice.
+pub fn live_end_final(notice: Markup) -> String {
+    let mut out = String::from("</div>");
+    out.push_str(&notice.into_string());
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// A whole small document shown inside the live frame (errors: not logged in, not found,
+/// too many streams).
+pub fn live_message_doc(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="referrer" content="no-referrer";
+                title { (title) }
+                link rel="stylesheet" href=(assets::STYLE.path);
+            }
+            body.live-doc {
+                p.note role="alert" { (title) ". " (body) }
+            }
+        }
+    }
+}
+
+/// An online connection in the online list.
+#[derive(Clone)]
+pub struct OnlineEntry {
+    pub member: Id,
+    pub username: String,
+    pub connection: Id,
+}
+
+/// `GET /users/online`.
+pub fn online(ctx: &PageCtx, entries: &[OnlineEntry]) -> Markup {
+    page(
+        ctx,
+        "Online now",
+        html! {
+            p.muted { "Your connections who are online now. Only your connections can see whether you are." }
+            @if entries.is_empty() {
+                p { "None of your connections is online." }
+            } @else {
+                ul.people {
+                    @for e in entries {
+                        li {
+                            strong.name { (e.username) }
+                            " " (presence_badge(true)) " "
+                            a href=(format!("/chat/{}", b64url(&e.connection))) { "Chat" }
+                        }
+                    }
+                }
+            }
+            p { a href="/connections" { "All connections" } }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_of_day(0), "1970-01-01");
+        assert_eq!(date_of_day(19_723), "2024-01-01");
+        assert_eq!(date_of_day(19_782), "2024-02-29");
+        assert_eq!(utc_minute(1_700_000_000), "2023-11-14 22:13 UTC");
+        assert_eq!(utc_minute(-1), "1969-12-31 23:59 UTC");
+    }
+
+    #[test]
+    fn message_text_is_escaped() {
+        let m = Shown {
+            seq: 1,
+            id: [0; 16],
+            sender: [1; 16],
+            mine: false,
+            sent_at: 0,
+            text: Some("<script>alert(1)</script> & \"' \u{202e}".into()),
+            status: Verification::Verified,
+        };
+        let out = message(&m, "<b>peer</b>").into_string();
+        assert!(!out.contains("<script>"));
+        assert!(out.contains("&lt;script&gt;"));
+        assert!(!out.contains("<b>peer"));
+        assert!(out.contains("signature verified"));
+    }
+
+    #[test]
+    fn live_head_is_an_open_document() {
+        let h = live_head();
+        assert!(h.starts_with("<!DOCTYPE html>"));
+        assert!(h.contains("</head><body"));
+        assert!(h.ends_with("<div class=\"live\" aria-live=\"polite\">"));
+        assert!(h.len() > 1024);
+    }
+}
