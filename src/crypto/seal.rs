@@ -9,7 +9,15 @@ use zeroize::Zeroizing;
 use super::{CryptoError, random_bytes};
 
 /// A 32-byte Fernet key (16 bytes signing, 16 bytes encryption). Zeroized on drop.
-pub struct SecretKey(SecretBox<[u8; 32]>);
+///
+/// The `fernet::Fernet` built from it is kept beside it (it zeroizes itself on drop), so
+/// that sealing a file chunk by chunk does not rebuild it each time: building one leaves
+/// a copy of the key bytes behind in freed memory, inside the `fernet` crate, which we
+/// cannot wipe. Keeping it makes that one copy per key instead of one per operation.
+pub struct SecretKey {
+    bytes: SecretBox<[u8; 32]>,
+    fernet: Option<fernet::Fernet>,
+}
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,7 +27,12 @@ impl std::fmt::Debug for SecretKey {
 
 impl Clone for SecretKey {
     fn clone(&self) -> Self {
-        Self::from_bytes(self.0.expose_secret())
+        Self {
+            bytes: SecretBox::init_with_mut(|b: &mut [u8; 32]| {
+                b.copy_from_slice(self.bytes.expose_secret())
+            }),
+            fernet: self.fernet.clone(),
+        }
     }
 }
 
@@ -34,9 +47,13 @@ impl SecretKey {
 
     /// Copy key bytes into a new zeroizing box.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
-        Self(SecretBox::init_with_mut(|b: &mut [u8; 32]| {
-            b.copy_from_slice(bytes)
-        }))
+        use base64::Engine;
+        let encoded = Zeroizing::new(base64::engine::general_purpose::URL_SAFE.encode(bytes));
+        Self {
+            bytes: SecretBox::init_with_mut(|b: &mut [u8; 32]| b.copy_from_slice(bytes)),
+            // Cannot fail for 32 bytes; if it ever did, sealing reports BadKey.
+            fernet: fernet::Fernet::new(&encoded),
+        }
     }
 
     /// Key from a slice that must be exactly 32 bytes.
@@ -65,16 +82,16 @@ impl SecretKey {
     /// for file keys; otherwise only passed straight to the Fernet implementation.
     pub fn to_base64(&self) -> Zeroizing<String> {
         use base64::Engine;
-        Zeroizing::new(base64::engine::general_purpose::URL_SAFE.encode(self.0.expose_secret()))
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE.encode(self.bytes.expose_secret()))
     }
 
     /// Raw bytes, for wrapping this key under another.
     pub fn expose(&self) -> &[u8; 32] {
-        self.0.expose_secret()
+        self.bytes.expose_secret()
     }
 
-    fn fernet(&self) -> Result<fernet::Fernet, CryptoError> {
-        fernet::Fernet::new(&self.to_base64()).ok_or(CryptoError::BadKey)
+    fn fernet(&self) -> Result<&fernet::Fernet, CryptoError> {
+        self.fernet.as_ref().ok_or(CryptoError::BadKey)
     }
 
     /// Encrypt and authenticate `plaintext`.
