@@ -5,7 +5,7 @@
 #   ./scripts/test.sh <filter>   # only tests whose name contains <filter>
 #
 # Needs: a Rust toolchain (cargo), and either root or sudo to install the Debian packages
-# tor, chromium, chromium-driver and python3-cryptography when they are missing.
+# tor, chromium, chromium-driver, strace and python3-cryptography when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ command -v tor >/dev/null 2>&1 || need_pkgs+=(tor)
 command -v tor-gencert >/dev/null 2>&1 || need_pkgs+=(tor)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 python3 -c 'import cryptography.fernet' >/dev/null 2>&1 || need_pkgs+=(python3-cryptography)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

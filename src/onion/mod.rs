@@ -32,6 +32,9 @@ use crate::config::TorConfig;
 use crate::web::Door;
 use key::OnionKey;
 
+/// The service's nickname inside arti (names its state directory).
+const NICKNAME: &str = "ghostcache";
+
 /// Why the onion service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OnionError {
@@ -81,6 +84,10 @@ pub fn client_config(
         .keystore()
         .primary()
         .kind(ExplicitOrAuto::Explicit(ArtiKeystoreKind::Ephemeral));
+    // An onion service never needs exit circuits: build none ahead of time.
+    b.preemptive_circuits()
+        .disable_at_threshold(0)
+        .set_initial_predicted_ports(vec![]);
     // Full vanguards: the strongest defence arti has against guard discovery.
     b.vanguards()
         .mode(ExplicitOrAuto::Explicit(tor_guardmgr::VanguardMode::Full));
@@ -126,7 +133,7 @@ pub fn client_config(
 pub fn service_config(cfg: &TorConfig) -> Result<tor_hsservice::OnionServiceConfig, OnionError> {
     let bad = |m: String| OnionError::Config(m);
     let mut b = OnionServiceConfigBuilder::default();
-    b.nickname(HsNickname::new("ghostcache".to_owned()).map_err(|e| bad(e.to_string()))?)
+    b.nickname(HsNickname::new(NICKNAME.to_owned()).map_err(|e| bad(e.to_string()))?)
         .num_intro_points(cfg.num_intro_points)
         .max_concurrent_streams_per_circuit(cfg.max_streams_per_circuit)
         .rate_limit_at_intro(

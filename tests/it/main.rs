@@ -17,4 +17,6 @@ mod accounts;
 mod chat;
 mod connections;
 mod files;
+mod onion;
+mod tornet;
 mod web;

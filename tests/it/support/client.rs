@@ -13,6 +13,8 @@ pub struct Client {
     pub jar: BTreeMap<String, String>,
     /// The Host header to send (a `.onion` name in the onion tests).
     pub host: String,
+    /// Reach `host` port 80 through this SOCKS5 proxy (a Tor client) instead of `addr`.
+    pub socks: Option<SocketAddr>,
 }
 
 /// A whole response.
@@ -28,12 +30,26 @@ impl Client {
             addr,
             jar: BTreeMap::new(),
             host: addr.to_string(),
+            socks: None,
+        }
+    }
+
+    /// A client that reaches `onion_host` through a Tor client's SOCKS port.
+    pub fn via_tor(socks: SocketAddr, onion_host: &str) -> Self {
+        Self {
+            addr: socks,
+            jar: BTreeMap::new(),
+            host: onion_host.to_owned(),
+            socks: Some(socks),
         }
     }
 
     /// Send a request on a new connection and read the whole response.
     pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Resp {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let stream = match self.socks {
+            Some(socks) => super::socks::connect(socks, &self.host, 80).await.unwrap(),
+            None => tokio::net::TcpStream::connect(self.addr).await.unwrap(),
+        };
         self.send_on(TokioIo::new(stream), &mut req).await
     }
 
@@ -139,9 +155,12 @@ impl Client {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "login failed");
     }
 
-    /// The session cookie value, if any.
+    /// The session cookie value, if any (with or without the `__Host-` prefix).
     pub fn session(&self) -> Option<&str> {
-        self.jar.get("gc_session").map(String::as_str)
+        self.jar
+            .get("gc_session")
+            .or_else(|| self.jar.get("__Host-gc_session"))
+            .map(String::as_str)
     }
 }
 

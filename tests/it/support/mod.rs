@@ -4,6 +4,8 @@
 pub mod chat;
 pub mod client;
 pub mod server;
+pub mod socks;
+pub mod webdriver;
 
 pub use client::{Client, Resp};
 pub use server::TestServer;

@@ -94,3 +94,8 @@ pub fn private_tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     dir
 }
+
+/// 32 random bytes, e.g. for a master key file.
+pub fn random_key_material() -> [u8; 32] {
+    ghostcache::crypto::random_bytes::<32>()
+}
