@@ -86,6 +86,9 @@ in
         StateDirectory = "ghostcache";
         StateDirectoryMode = "0700";
         UMask = "0077";
+        # The onion address is printed on stdout for an operator at a terminal; keep it out
+        # of the journal (`ghostcache onion-address` prints it).
+        StandardOutput = "null";
         LoadCredential = lib.optional (cfg.credentialFile != null) "master-key:${cfg.credentialFile}";
 
         LimitCORE = 0;

@@ -42,7 +42,7 @@ fn content(len: usize, marker: &str) -> Vec<u8> {
 }
 
 /// The key shown on the upload result page.
-fn key_of(r: &Resp) -> String {
+pub(crate) fn key_of(r: &Resp) -> String {
     let sel = scraper::Selector::parse("input.key").unwrap();
     let doc = r.html();
     let input = doc
@@ -53,7 +53,7 @@ fn key_of(r: &Resp) -> String {
 }
 
 /// The file's page, from the upload result page.
-fn file_path(r: &Resp) -> String {
+pub(crate) fn file_path(r: &Resp) -> String {
     let sel = scraper::Selector::parse("main a[href^=\"/file/\"]").unwrap();
     r.html()
         .select(&sel)
@@ -71,7 +71,7 @@ async fn upload_ok(c: &mut Client, name: &str, bytes: &[u8]) -> (String, String)
     (file_path(&r), key_of(&r))
 }
 
-async fn download(c: &mut Client, path: &str, key: &str) -> Resp {
+pub(crate) async fn download(c: &mut Client, path: &str, key: &str) -> Resp {
     c.submit(path, &format!("{path}/download"), &[("key", key)])
         .await
 }

@@ -18,5 +18,6 @@ mod chat;
 mod connections;
 mod files;
 mod onion;
+mod ops;
 mod tornet;
 mod web;

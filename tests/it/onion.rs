@@ -16,21 +16,18 @@
 //! and every IPv4 connect to a relay's ORPort.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
+use crate::support::process::{self, Serve};
 use crate::support::webdriver::{self, Browser};
 use crate::support::{Client, DPW, PW};
 use crate::tornet::TorNet;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ghostcache");
 
 /// Wait for the next time period when fewer than this many seconds are left in this one.
 const PERIOD_BUDGET_SECS: u64 = 300;
@@ -89,8 +86,15 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
     let relays: HashSet<SocketAddr> = net.relay_or_addrs().into_iter().collect();
 
     // First run: register, log in, look at settings, log out, with the __Host- cookies.
-    let gc = Ghostcache::start(&config(true), &out, 1);
-    let address = gc.address.clone();
+    let start = |config: &Path, run: u32| {
+        Serve::start(
+            &["--config", config.to_str().unwrap()],
+            &out.join(format!("ghostcache-{run}.stderr")),
+            Some(&out.join(format!("strace-{run}.txt"))),
+        )
+    };
+    let gc = start(&config(true), 1);
+    let address = gc.onion.clone().unwrap();
     assert!(
         address.ends_with(".onion") && address.len() == 62,
         "{address}"
@@ -142,14 +146,10 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         81,
     ));
     assert!(refused.is_err(), "a stream to port 81 must be refused");
-    gc.stop();
+    assert!(gc.stop().success());
 
     // `onion-address` prints the same address without starting anything.
-    let printed = Command::new(BIN)
-        .args(["onion-address", "--config"])
-        .arg(config(true))
-        .output()
-        .unwrap();
+    let printed = process::run(&["onion-address", "--config", config(true).to_str().unwrap()]);
     assert!(
         printed.status.success(),
         "{}",
@@ -164,8 +164,12 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
     // not treat http://*.onion as a secure context and refuses __Host- cookies there (Tor
     // Browser keeps them), so this run names cookies without the prefix.
     let _ = net.newnym();
-    let gc = Ghostcache::start(&config(false), &out, 2);
-    assert_eq!(gc.address, address, "the address survives a restart");
+    let gc = start(&config(false), 2);
+    assert_eq!(
+        gc.onion.as_deref(),
+        Some(address.as_str()),
+        "the address survives a restart"
+    );
     rt.block_on(wait_reachable(&net, &address));
     eprintln!(
         "onion e2e: after the restart, first page {:.2} s after serve started",
@@ -178,7 +182,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
     });
     browser_registers_and_logs_in(&net, &address, &out);
     check_egress(gc.pid, &relays);
-    gc.stop();
+    assert!(gc.stop().success());
     check_strace(&out, &relays);
     eprintln!("onion e2e: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
@@ -270,118 +274,6 @@ async fn wait_reachable(net: &TorNet, address: &str) {
         );
         let _ = net.newnym();
         tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// `ghostcache serve` under strace, until it prints its onion address.
-struct Ghostcache {
-    strace: Child,
-    pid: u32,
-    address: String,
-    started: Instant,
-}
-
-impl Ghostcache {
-    fn start(config: &Path, out: &Path, run: u32) -> Self {
-        let started = Instant::now();
-        let stderr = std::fs::File::create(out.join(format!("ghostcache-{run}.stderr"))).unwrap();
-        let mut strace = Command::new("strace")
-            .args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=socket,connect,sendto,sendmsg,openat",
-                "-o",
-            ])
-            .arg(out.join(format!("strace-{run}.txt")))
-            .arg("--")
-            .arg(BIN)
-            .args(["serve", "--config"])
-            .arg(config)
-            .env_remove("GHOSTCACHE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap();
-        let stdout = strace.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let prefix = "ghostcache: onion service published at http://";
-        let address = loop {
-            match rx.recv_timeout(Duration::from_secs(180)) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        break rest.trim_end_matches('/').to_owned();
-                    }
-                }
-                Err(e) => {
-                    let _ = strace.kill();
-                    let log = std::fs::read_to_string(out.join(format!("ghostcache-{run}.stderr")))
-                        .unwrap_or_default();
-                    panic!("ghostcache did not publish its onion service ({e}):\n{log}");
-                }
-            }
-        };
-        let pid = child_of(strace.id()).expect("ghostcache under strace");
-        Self {
-            strace,
-            pid,
-            address,
-            started,
-        }
-    }
-
-    /// SIGTERM, as systemd stops it; it must exit cleanly.
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_raw(self.pid as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.strace.try_wait().unwrap() {
-                assert!(status.success(), "ghostcache exited with {status}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ghostcache did not stop within 30 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Ghostcache {
-    fn drop(&mut self) {
-        if let Ok(None) = self.strace.try_wait() {
-            if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            let _ = self.strace.kill();
-            let _ = self.strace.wait();
-        }
-    }
-}
-
-/// The first child process of `parent`.
-fn child_of(parent: u32) -> Option<u32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let path = format!("/proc/{parent}/task/{parent}/children");
-        if let Some(pid) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-        {
-            return Some(pid);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod client;
+pub mod process;
 pub mod server;
 pub mod socks;
 pub mod webdriver;
