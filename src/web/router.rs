@@ -169,9 +169,10 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`).
+/// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`): the
+/// live stream, and the stylesheet and icon, which must not keep an idle session alive.
 pub fn is_passive(path: &str) -> bool {
-    chat::is_passive(path)
+    assets::find(path).is_some() || chat::is_passive(path)
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.

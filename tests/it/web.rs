@@ -368,3 +368,25 @@ async fn the_plain_http_door_refuses_foreign_host_names() {
         assert!(resp.starts_with("HTTP/1.1 200 "), "{host}: {resp}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_the_stylesheet_does_not_keep_a_session_alive() {
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.member("stylish").await;
+    let page = c.get("/settings").await;
+    let href = page
+        .html()
+        .select(&scraper::Selector::parse("link[rel=stylesheet]").unwrap())
+        .next()
+        .unwrap()
+        .value()
+        .attr("href")
+        .unwrap()
+        .to_owned();
+    server.clock.advance(10 * 60);
+    assert_eq!(c.get(&href).await.status, StatusCode::OK);
+    server.clock.advance(6 * 60);
+    // 16 minutes since the last page: the stylesheet request did not count as activity.
+    assert_eq!(c.get("/settings").await.status, StatusCode::SEE_OTHER);
+}
