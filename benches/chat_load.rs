@@ -260,7 +260,8 @@ async fn run(s: Settings) {
     let t_setup = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
-        data_dir: Some(dir.path().to_path_buf()),
+        // A directory the server creates itself (0700): it refuses one others can enter.
+        data_dir: Some(dir.path().join("data")),
         ..Config::default()
     };
     config.server.listen = Some("127.0.0.1:0".parse().unwrap());
