@@ -17,4 +17,5 @@ mod accounts;
 mod chat;
 mod connections;
 mod files;
+mod groups;
 mod web;
