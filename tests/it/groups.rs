@@ -646,6 +646,47 @@ async fn a_self_destructing_message_is_gone_from_the_file_after_its_deadline() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_hides_a_self_destructing_message_at_its_deadline_without_script() {
+    let server = TestServer::start_with(roomy).await;
+    let mut cs = members(&server, &["alice", "bob"]).await;
+    let (a, rest) = cs.split_first_mut().unwrap();
+    let b = &mut rest[0];
+    let conn = connect(a, b, "bob").await;
+    let path = format!("/chat/{conn}");
+    a.submit(
+        &path,
+        &path,
+        &[("message", "browser-timed"), ("timer", "30")],
+    )
+    .await;
+    say(a, &conn, "browser-stays").await;
+
+    let browser = crate::support::browser::Browser::start().await;
+    let base = format!("http://{}", server.addr);
+    browser.goto(&format!("{base}/login")).await;
+    browser.cookie("gc_session", b.session().unwrap()).await;
+    // 5 s left when the page is rendered.
+    server.clock.advance(25);
+    browser.goto(&format!("{base}{path}")).await;
+    let query = "return Array.from(document.querySelectorAll('section.history article.msg'))\
+                 .map(e => e.querySelector('.text').textContent + ':' + getComputedStyle(e).visibility)";
+    let before = browser.eval(query).await;
+    assert_eq!(
+        before,
+        serde_json::json!(["browser-stays:visible", "browser-timed:visible"]),
+        "both shown before the deadline"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = browser.eval(query).await;
+    assert_eq!(
+        after,
+        serde_json::json!(["browser-stays:visible", "browser-timed:hidden"]),
+        "the timed one hidden at its deadline, by CSS alone"
+    );
+    browser.close().await;
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }

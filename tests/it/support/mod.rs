@@ -1,6 +1,7 @@
 //! Test fixtures: an in-process server on a free loopback port with a movable clock, and
 //! a cookie-keeping HTTP client that reads pages the way a browser does.
 
+pub mod browser;
 pub mod chat;
 pub mod client;
 pub mod server;
