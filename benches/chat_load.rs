@@ -56,6 +56,7 @@ use ghostcache::accounts::{self, Username};
 use ghostcache::app::{self, StartOptions};
 use ghostcache::clock::Clock;
 use ghostcache::config::Config;
+use ghostcache::connections::keys::SigningKey;
 use ghostcache::crypto::b64url;
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::Id;
@@ -259,6 +260,11 @@ fn main() {
 async fn run(s: Settings) {
     let t_setup = Instant::now();
     let dir = tempfile::tempdir().unwrap();
+    // The server refuses a data directory others can enter.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let mut config = Config {
         // A directory the server creates itself (0700): it refuses one others can enter.
         data_dir: Some(dir.path().join("data")),
@@ -383,8 +389,8 @@ async fn run(s: Settings) {
             .store
             .run(move |store| {
                 let conn = ghostcache::connections::request(store, &a, &b_name, now)?.unwrap();
-                let ka = RsaPrivate::from_der(&k1).unwrap();
-                let kb = RsaPrivate::from_der(&k2).unwrap();
+                let ka = SigningKey::RsaPss(RsaPrivate::from_der(&k1).unwrap());
+                let kb = SigningKey::RsaPss(RsaPrivate::from_der(&k2).unwrap());
                 ghostcache::connections::accept(store, &conn, &b, &data_key, &ka, &kb, now)?
                     .unwrap();
                 Ok(conn)

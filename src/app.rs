@@ -47,6 +47,8 @@ pub struct AppState {
     pub onion_status: Arc<Mutex<crate::onion::OnionStatus>>,
     /// When this process started serving (monotonic), for `status`.
     pub started: std::time::Instant,
+    /// The installation's DSA domain parameters, once loaded (`chat::signing`).
+    pub dsa_params: tokio::sync::OnceCell<Arc<crate::crypto::dsa_keys::DsaParams>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -207,6 +209,7 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
         onion_status: Arc::new(Mutex::new(crate::onion::OnionStatus::default())),
         started: std::time::Instant::now(),
         uploads: crate::files::LiveUploads::default(),
+        dsa_params: tokio::sync::OnceCell::new(),
     }))
 }
 

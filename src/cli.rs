@@ -31,6 +31,10 @@ pub enum Command {
     /// To restore: stop the service, copy the backup over ghostcache.redb in the data
     /// directory (keeping it private: chmod 600), start the service.
     Backup(BackupArgs),
+    /// Compact the database while the server is stopped: rewrite it so that what was
+    /// deleted (expired and self-destructed messages, deleted accounts, files) leaves no
+    /// bytes behind in free pages, and shrink the file. Refused while the server runs.
+    Compact(ConfigArgs),
     /// Print the onion address (http://….onion/) without starting anything. Works while
     /// the server runs. Needs the master key when one is configured.
     OnionAddress(ConfigArgs),
@@ -116,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Backup(args) => backup(args),
+        Command::Compact(args) => compact(&args),
         Command::OnionAddress(args) => onion_address(args),
         Command::Status(args) => status(args),
         Command::Decrypt(args) => decrypt(&args),
@@ -172,6 +177,26 @@ fn check_config(args: ConfigArgs) -> ExitCode {
                 Err(e) => return fail(e),
             }
             eprintln!("ghostcache: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn compact(args: &ConfigArgs) -> ExitCode {
+    let config = match args.load(None, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let path = config.resolved_data_dir().join(crate::store::DB_FILE);
+    match crate::store::compact(&path) {
+        Ok(r) => {
+            eprintln!(
+                "ghostcache: compacted {} ({} bytes before, {} after)",
+                path.display(),
+                r.before,
+                r.after
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -253,6 +253,12 @@ pub struct ChatConfig {
     /// A member without an open live stream counts as online for this many seconds after
     /// their last page load.
     pub presence_window_secs: u64,
+    /// Most members of a group, pending invitations included.
+    pub max_group_members: usize,
+    /// Longest wait, in seconds, between two checks for self-destructing messages that
+    /// are due (the check also wakes at the earliest deadline). Deletion happens at most
+    /// this long after a deadline.
+    pub expiry_check_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -319,6 +325,8 @@ impl Default for ChatConfig {
             max_streams_per_member: 8,
             channel_capacity: 64,
             presence_window_secs: 120,
+            max_group_members: 50,
+            expiry_check_secs: 1,
         }
     }
 }
@@ -568,6 +576,12 @@ impl Config {
         }
         if !(1..=3600).contains(&ch.presence_window_secs) {
             return bad("chat.presence_window_secs must be between 1 and 3600");
+        }
+        if !(2..=500).contains(&ch.max_group_members) {
+            return bad("chat.max_group_members must be between 2 and 500");
+        }
+        if !(1..=60).contains(&ch.expiry_check_secs) {
+            return bad("chat.expiry_check_secs must be between 1 and 60");
         }
         Ok(())
     }

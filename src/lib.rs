@@ -13,6 +13,7 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod files;
+pub mod groups;
 pub mod hardening;
 pub mod limits;
 pub mod notify;

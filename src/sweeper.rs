@@ -5,6 +5,13 @@
 //! and incomplete uploads that no running upload owns (left by a crash). Expired files
 //! are unreachable from the moment they expire; the sweep reclaims their rows. Housekeeping runs
 //! every minute: it ends expired sessions and prunes rate-limit state.
+//!
+//! Self-destructing messages have their own loop, because their timers are short (30 s
+//! and up): it sleeps until the earliest deadline in the `message_deadlines` index, or at
+//! most `chat.expiry_check_secs` (1 s by default, so that a newly sent message with an
+//! earlier deadline, or a test's moved clock, is noticed), then deletes what is due and
+//! tells open live streams. Each wake-up is one short read of the index's first row; the
+//! message table is never scanned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +63,55 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
     })
 }
 
+/// Delete the self-destructing messages that are due and tell open live streams. Returns
+/// how many went.
+pub async fn expire(state: &Arc<AppState>) -> Result<usize, crate::store::StoreError> {
+    let mut total = 0;
+    loop {
+        let now = state.clock.now();
+        let expired = state
+            .store
+            .run(move |store| crate::chat::expire_due(store, now))
+            .await?;
+        for e in &expired {
+            state.hub.publish(
+                &e.members,
+                crate::chat::hub::Event::Expired {
+                    conversation: e.conversation,
+                    seq: e.seq,
+                },
+            );
+        }
+        total += expired.len();
+        if expired.len() < crate::chat::EXPIRY_BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::debug!(count = total, "self-destructing messages deleted");
+    }
+    Ok(total)
+}
+
+/// How long the expiry loop may sleep: until the earliest deadline, at most `max`.
+async fn expiry_wait(state: &Arc<AppState>, max: Duration) -> Duration {
+    let next = match state.store.run(crate::chat::next_deadline).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the next self-destruct deadline failed");
+            None
+        }
+    };
+    match next {
+        Some(deadline) => {
+            let left = deadline.saturating_sub(state.clock.now());
+            let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+            left.min(max)
+        }
+        None => max,
+    }
+}
+
 /// One housekeeping pass.
 pub fn housekeeping(state: &AppState) {
     let now = state.clock.now();
@@ -77,6 +133,8 @@ pub fn spawn(
         let mut house_tick = tokio::time::interval(Duration::from_secs(60));
         sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         house_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let expiry_max = Duration::from_secs(state.config.chat.expiry_check_secs);
+        let mut expiry_due = Box::pin(tokio::time::sleep(Duration::ZERO));
         loop {
             tokio::select! {
                 _ = sweep_tick.tick() => {
@@ -85,6 +143,16 @@ pub fn spawn(
                     }
                 }
                 _ = house_tick.tick() => housekeeping(&state),
+                () = &mut expiry_due => {
+                    let wait = match expire(&state).await {
+                        Ok(_) => expiry_wait(&state, expiry_max).await,
+                        Err(e) => {
+                            tracing::error!(error = %e, "deleting self-destructing messages failed");
+                            expiry_max
+                        }
+                    };
+                    expiry_due.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
                 _ = shutdown.changed() => break,
             }
         }

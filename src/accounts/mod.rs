@@ -356,11 +356,15 @@ pub fn delete_member_in(txn: &redb::WriteTransaction, id: &Id) -> Result<bool, S
     };
     let record = UserRecord::decode(bytes.value())?;
     drop(bytes);
+    // Groups re-wrap keys for the remaining members: they read `USERS` too.
+    drop(users);
     let name = Username::from_stored(&record.username);
     txn.open_table(USERNAME_TO_USER)?.remove(name.as_str())?;
     txn.open_table(SKELETON_TO_USER)?.remove(name.skeleton())?;
     crate::files::delete_member_files_in(txn, id)?;
     crate::connections::delete_member_in(txn, id)?;
+    crate::groups::delete_member_in(txn, id)?;
+    crate::chat::signing::delete_member_in(txn, id)?;
     Ok(true)
 }
 

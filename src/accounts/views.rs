@@ -144,6 +144,13 @@ pub fn settings(
                     button type="submit" { "Change destruction password" }
                 }
             }
+            section.card aria-labelledby="sig" {
+                h2 id="sig" { "Signature scheme" }
+                p {
+                    "Your messages are signed with RSA-PSS (the default) or DSA. "
+                    a href="/settings/signature" { "Choose your signature scheme" }
+                }
+            }
             section.card aria-labelledby="del" {
                 h2 id="del" { "Delete account" }
                 p { "This deletes your account and everything in it immediately. It cannot be undone." }

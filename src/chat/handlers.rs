@@ -1,5 +1,6 @@
 //! Chat handlers: the chat page and its send form, the live stream, the JSON endpoints
-//! `POST /chat/send` and `GET /chat/poll`, and `GET /users/online`.
+//! `POST /chat/send` and `GET /chat/poll`, `GET /users/online`, and the stylesheets that
+//! hide expired messages in open live streams.
 
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -8,8 +9,9 @@ use serde::Deserialize;
 
 use super::hub::Event;
 use super::live::{self, CHAT_PAGE_CSP};
+use super::thread::Kind;
 use super::views::{self, ChatPage, OnlineEntry};
-use super::{HISTORY_PAGE, POLL_LIMIT, Sent, TextError, clean_text};
+use super::{HISTORY_PAGE, POLL_LIMIT, Sent, TextError, clean_text, parse_timer};
 use crate::accounts::handlers::{form, query};
 use crate::crypto::{b64url, b64url_decode_exact};
 use crate::store::Id;
@@ -35,6 +37,8 @@ pub enum ChatRoute {
     Poll,
     /// `GET /users/online`
     Online,
+    /// `GET /chat/expired/<seq>.css` (hides message `<seq>` in a live stream)
+    Expired(u64),
 }
 
 const GET: &str = "GET, HEAD";
@@ -48,6 +52,7 @@ impl ChatRoute {
             ["chat", "send"] => Self::Send,
             ["chat", "poll"] => Self::Poll,
             ["users", "online"] => Self::Online,
+            ["chat", "expired", name] => Self::Expired(expired_seq(name)?),
             ["chat", id] => Self::Page(b64url_decode_exact(id)?),
             ["chat", id, "live"] => Self::Live(b64url_decode_exact(id)?),
             _ => return None,
@@ -58,7 +63,7 @@ impl ChatRoute {
     pub fn allow(&self) -> &'static str {
         match self {
             Self::Page(_) => GET_POST,
-            Self::Live(_) | Self::Poll | Self::Online => GET,
+            Self::Live(_) | Self::Poll | Self::Online | Self::Expired(_) => GET,
             Self::Send => POST,
         }
     }
@@ -71,6 +76,34 @@ impl ChatRoute {
             _ => get || post,
         }
     }
+}
+
+/// The sequence number in `<seq>.css` (digits only, no leading zero).
+fn expired_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".css")?;
+    if digits.is_empty()
+        || digits.len() > 20
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The stylesheet that hides an expired message: the same for everyone (it names a
+/// sequence number only), so it may be cached.
+fn expired_stylesheet(seq: u64) -> Response<Body> {
+    let mut r = Response::new(full(views::expired_css(seq)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    r
 }
 
 /// Whether `path` is the live stream (a passive request: see `Ctx::passive`).
@@ -96,7 +129,7 @@ pub async fn dispatch(
                 Some(a) => a.parse::<u64>().ok(),
             });
             match after {
-                Some(after) => Ok(live::serve(ctx, id, after).await),
+                Some(after) => Ok(live::serve(ctx, Kind::Direct, id, after).await),
                 None => Ok(live::frame_error(&AppError::BadRequest(
                     "The address was not correctly formed.".into(),
                 ))),
@@ -110,6 +143,7 @@ pub async fn dispatch(
             }
         }
         ChatRoute::Poll => Ok(json_or_error(poll(ctx).await)),
+        ChatRoute::Expired(seq) => Ok(expired_stylesheet(seq)),
         ChatRoute::Online => {
             let wants_json = req
                 .headers()
@@ -192,6 +226,7 @@ async fn render_page(
             live_after,
             error,
             max_bytes: ctx.state.config.chat.max_message_bytes,
+            now,
         },
     );
     let mut response = html(status, markup);
@@ -217,11 +252,20 @@ async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
     render_page(ctx, &session, id, before, StatusCode::OK, None).await
 }
 
-fn text_error_status(e: TextError) -> StatusCode {
+pub(crate) fn text_error_status(e: TextError) -> StatusCode {
     match e {
         TextError::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
         TextError::Empty | TextError::ControlCharacters => StatusCode::BAD_REQUEST,
     }
+}
+
+/// The `timer` field of a send form, or a 400 that names the choices.
+pub(crate) fn timer_field(value: &str) -> Result<Option<i64>, AppError> {
+    parse_timer(value).ok_or_else(|| {
+        AppError::BadRequest(
+            "Unknown self-destruct timer: choose one of the form's options.".into(),
+        )
+    })
 }
 
 /// What sending decided.
@@ -237,6 +281,7 @@ async fn send(
     session: &Session,
     conversation: Id,
     text: &str,
+    timer: &str,
 ) -> Result<SendOutcome, AppError> {
     let me = session.user_id;
     // Membership first: someone else's connection is "not found", whatever the text.
@@ -248,6 +293,7 @@ async fn send(
     if !side.is_some_and(|s| s.record.is_accepted()) {
         return Err(AppError::NotFound);
     }
+    let timer = timer_field(timer)?;
     if !ctx.state.limits.message_allowed(&me) {
         return Err(AppError::TooManyRequests);
     }
@@ -260,7 +306,7 @@ async fn send(
     let sent = ctx
         .state
         .store
-        .run(move |s| super::send(s, &conversation, &me, &data_key, &text, now))
+        .run(move |s| super::send(s, &conversation, &me, &data_key, &text, now, timer))
         .await?
         .ok_or(AppError::NotFound)?;
     ctx.state.hub.publish(
@@ -281,7 +327,7 @@ async fn post_message(
 ) -> Result<Response<Body>, AppError> {
     let form = form(ctx, req).await?;
     let session = ctx.check_member_form(&form)?;
-    match send(ctx, &session, id, form.text("message")).await? {
+    match send(ctx, &session, id, form.text("message"), form.text("timer")).await? {
         SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&id)))),
         SendOutcome::Refused(e) => {
             let message = e.to_string();
@@ -303,7 +349,15 @@ async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
     let form = form(ctx, req).await?;
     let session = ctx.check_member_form(&form)?;
     let conversation = conversation_with(ctx, &session, form.text("receiver_id")).await?;
-    match send(ctx, &session, conversation, form.text("message")).await? {
+    match send(
+        ctx,
+        &session,
+        conversation,
+        form.text("message"),
+        form.text("timer"),
+    )
+    .await?
+    {
         SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&conversation)))),
         SendOutcome::Refused(e) => {
             let message = e.to_string();
@@ -375,6 +429,9 @@ fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
 struct SendRequest {
     receiver_id: String,
     message: String,
+    /// Self-destruct timer in seconds (one of the form's choices); none if absent.
+    #[serde(default)]
+    timer: Option<i64>,
 }
 
 impl Drop for SendRequest {
@@ -410,7 +467,8 @@ async fn send_json(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
         )
     })?;
     let conversation = conversation_with(ctx, &session, &request.receiver_id).await?;
-    match send(ctx, &session, conversation, &request.message).await? {
+    let timer = request.timer.map(|t| t.to_string()).unwrap_or_default();
+    match send(ctx, &session, conversation, &request.message, &timer).await? {
         SendOutcome::Sent(conversation, sent) => Ok(json(
             StatusCode::CREATED,
             &serde_json::json!({
@@ -441,16 +499,21 @@ async fn poll(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
         .iter()
         .map(|p| {
             let m = &p.message;
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "id": b64url(&m.id),
-                "connection_id": b64url(&p.conversation),
                 "seq": m.seq,
                 "sender_id": b64url(&m.sender),
-                "sender": if m.mine { session.username.as_str() } else { p.peer_name.as_str() },
+                "sender": if m.mine { session.username.as_str() } else { p.sender_name.as_str() },
                 "sent_at": m.sent_at,
+                "expires_at": m.expires_at,
                 "text": m.text,
                 "signature": m.status.as_str(),
-            })
+            });
+            let key = if p.group { "group_id" } else { "connection_id" };
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(key.into(), b64url(&p.conversation).into());
+            }
+            v
         })
         .collect();
     Ok(json(

@@ -8,8 +8,8 @@
 //! so (`Lagged`) and reloads itself, catching up from the store. Events carry ids only,
 //! never message text: each stream reads and decrypts with its own member's keys.
 //!
-//! Events name a *conversation* (a connection id today; a group id later), so group chat
-//! reuses the hub as it is: publish to every member of the group.
+//! Events name a *conversation* (a connection id or a group id), so group chat reuses the
+//! hub as it is: events are published to every member of the group.
 //!
 //! # Online status
 //!
@@ -44,8 +44,13 @@ pub const RELOAD_GRACE_SECS: i64 = 15;
 pub enum Event {
     /// A message was stored in a conversation under this sequence number.
     Message { conversation: Id, seq: u64 },
-    /// A conversation ended (connection removed or blocked).
+    /// A conversation ended for the members told (connection removed or blocked; removed
+    /// from a group, or the group deleted).
     Closed { conversation: Id },
+    /// A message was deleted at its self-destruct deadline.
+    Expired { conversation: Id, seq: u64 },
+    /// A group's membership changed (a new key epoch began).
+    Membership { conversation: Id },
     /// A member's account was deleted: every conversation with them ended.
     MemberGone { member: Id },
 }

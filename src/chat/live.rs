@@ -1,12 +1,20 @@
 //! The live stream: new messages in an open chat page without JavaScript.
 //!
-//! The chat page embeds `<iframe src="/chat/<id>/live?after=<seq>">`. That response is a
+//! The chat page embeds `<iframe src="/chat/<id>/live?after=<seq>">` (a group page:
+//! `/chat/group/<id>/live?after=<seq>`; the same stream, see [`Thread`]). That response is a
 //! long-lived HTML document sent in chunks: it starts with the messages after `<seq>` (the
 //! last one the page itself shows), then appends each new message as the hub announces it,
 //! a keep-alive comment every `chat.stream_keepalive_secs`, and a note when the other
-//! member comes online or goes offline. After `chat.stream_lifetime_secs` it ends with
-//! `<meta http-equiv="refresh">`, and the browser loads the same address again — which
-//! starts again from `<seq>`, so nothing already shown disappears.
+//! member comes online or goes offline (one-to-one) or the membership changes (groups).
+//! After `chat.stream_lifetime_secs` it ends with `<meta http-equiv="refresh">`, and the
+//! browser loads the same address again — which starts again from `<seq>`, so nothing
+//! already shown disappears.
+//!
+//! Self-destructing messages carry classes that hide them at their deadline by a CSS
+//! animation (see `views::expiry_classes`); when the sweeper deletes one, the stream also
+//! appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`, a stylesheet from our
+//! own origin (allowed by `style-src 'self'`) whose one rule hides `#m<seq>` — removal of
+//! an element that was already sent, without JavaScript.
 //!
 //! One task per stream writes into a small bounded channel that the response body reads.
 //! The task ends when the client goes away (the body is dropped), when the session ends
@@ -33,8 +41,9 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::hub::{Event, SubscribeError, Subscription};
+use super::thread::{Kind, Thread};
 use super::views;
-use super::{CATCH_UP_LIMIT, Conversation, Shown};
+use super::{CATCH_UP_LIMIT, Shown, Verification};
 use crate::app::AppState;
 use crate::store::Id;
 use crate::web::Ctx;
@@ -117,15 +126,21 @@ pub fn frame_error(e: &AppError) -> Response<Body> {
     frame_doc(view.status, view.title, body)
 }
 
-/// `GET /chat/<id>/live?after=<seq>`: answer with the stream, or with a framable error.
-pub async fn serve(ctx: &mut Ctx, conversation: Id, after: u64) -> Response<Body> {
-    match start(ctx, conversation, after).await {
+/// `GET /chat/<id>/live?after=<seq>` (and `/chat/group/<id>/live`): answer with the
+/// stream, or with a framable error.
+pub async fn serve(ctx: &mut Ctx, kind: Kind, conversation: Id, after: u64) -> Response<Body> {
+    match start(ctx, kind, conversation, after).await {
         Ok(r) => r,
         Err(e) => frame_error(&e),
     }
 }
 
-async fn start(ctx: &mut Ctx, conversation: Id, after: u64) -> Result<Response<Body>, AppError> {
+async fn start(
+    ctx: &mut Ctx,
+    kind: Kind,
+    conversation: Id,
+    after: u64,
+) -> Result<Response<Body>, AppError> {
     let session = ctx.require_session()?;
     let state = Arc::clone(&ctx.state);
     let me = session.user_id;
@@ -145,7 +160,7 @@ async fn start(ctx: &mut Ctx, conversation: Id, after: u64) -> Result<Response<B
     let now = ctx.now;
     let conv = state
         .store
-        .run(move |s| super::open(s, &conversation, &me, &data_key))
+        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
         .await?
         .ok_or(AppError::NotFound)?;
     let conv = Arc::new(conv);
@@ -159,18 +174,23 @@ async fn start(ctx: &mut Ctx, conversation: Id, after: u64) -> Result<Response<B
     let mut first = views::live_head();
     if skipped {
         first.push_str(
-            &views::live_reload_link(&conversation, "Earlier new messages: open the whole chat")
-                .into_string(),
+            &views::live_reload_link(
+                &conv.page_path(),
+                "Earlier new messages: open the whole chat",
+            )
+            .into_string(),
         );
     }
-    let last = push_messages(&mut first, &initial, &conv.peer_name).unwrap_or(after);
+    let last = push_messages(&mut first, &initial, &conv, now).unwrap_or(after);
     if last > after {
         mark_delivered(&state, me, conversation, last).await;
     }
     let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
     // The channel is new and empty: the first chunk always fits.
     let _ = tx.try_send(Bytes::from(first));
-    let peer_online = state.hub.online(&conv.peer, now, &state.sessions);
+    let peer_online = conv
+        .peer()
+        .is_some_and(|(peer, _)| state.hub.online(&peer, now, &state.sessions));
     let task = Live {
         ended: session.ended(),
         session: Arc::downgrade(&session),
@@ -188,9 +208,14 @@ async fn start(ctx: &mut Ctx, conversation: Id, after: u64) -> Result<Response<B
 }
 
 /// Append messages to `out`; the sequence number of the last one.
-fn push_messages(out: &mut String, messages: &[Shown], peer_name: &str) -> Option<u64> {
+fn push_messages(
+    out: &mut String,
+    messages: &[Shown],
+    thread: &Thread,
+    now: crate::clock::UnixTime,
+) -> Option<u64> {
     for m in messages {
-        out.push_str(&views::message(m, peer_name).into_string());
+        out.push_str(&views::message(m, thread.sender_name(m), now).into_string());
     }
     messages.last().map(|m| m.seq)
 }
@@ -220,7 +245,8 @@ enum Ending {
     /// The server is stopping.
     Shutdown,
     SessionEnded,
-    /// The connection was removed or blocked, or the other account deleted.
+    /// The connection was removed or blocked, or the other account deleted; or the member
+    /// is no longer in the group.
     ConversationGone,
 }
 
@@ -229,7 +255,7 @@ struct Live {
     state: Arc<AppState>,
     session: Weak<Session>,
     ended: watch::Receiver<bool>,
-    conv: Arc<Conversation>,
+    conv: Arc<Thread>,
     sub: Subscription,
     tx: mpsc::Sender<Bytes>,
     /// Sequence number of the last message written.
@@ -279,16 +305,26 @@ impl Live {
     }
 
     async fn on_event(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Flow {
-        let id = self.conv.id;
+        let id = self.conv.id();
         match event {
             Ok(Event::Message { conversation, seq }) if conversation == id && seq > self.last => {
                 self.catch_up().await
             }
+            Ok(Event::Expired { conversation, seq }) if conversation == id => {
+                self.write(views::live_expired(seq).into_string()).await
+            }
             Ok(Event::Closed { conversation }) if conversation == id => {
                 Flow::End(Ending::ConversationGone)
             }
-            Ok(Event::MemberGone { member }) if member == self.conv.peer => {
-                Flow::End(Ending::ConversationGone)
+            Ok(Event::Membership { conversation }) if conversation == id => {
+                self.membership_changed().await
+            }
+            Ok(Event::MemberGone { member }) if self.conv.concerns(&member) => {
+                if self.conv.is_group() {
+                    self.membership_changed().await
+                } else {
+                    Flow::End(Ending::ConversationGone)
+                }
             }
             Ok(_) => Flow::Continue,
             Err(broadcast::error::RecvError::Lagged(_)) => Flow::End(Ending::Reload),
@@ -296,15 +332,78 @@ impl Live {
         }
     }
 
-    /// Write every message after the last one written.
-    async fn catch_up(&mut self) -> Flow {
-        let conv = Arc::clone(&self.conv);
-        let after = self.last;
-        let read = self
+    /// Open the conversation again (a group's new epoch key, new names). Ends the stream
+    /// when the member may no longer read it.
+    async fn reopen(&mut self) -> Result<(), Flow> {
+        let Some(session) = self.session.upgrade() else {
+            return Err(Flow::End(Ending::SessionEnded));
+        };
+        let (kind, id, me) = (self.conv.kind(), self.conv.id(), self.conv.me());
+        let data_key = session.data_key.clone();
+        drop(session);
+        let opened = self
             .state
             .store
-            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT))
+            .run(move |s| Thread::open_kind(s, kind, &id, &me, &data_key))
             .await;
+        match opened {
+            Ok(Some(t)) => {
+                self.conv = Arc::new(t);
+                Ok(())
+            }
+            Ok(None) => Err(Flow::End(Ending::ConversationGone)),
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream could not reopen its conversation");
+                Err(Flow::End(Ending::Reload))
+            }
+        }
+    }
+
+    /// A group's membership changed: take the new epoch's key and say so.
+    async fn membership_changed(&mut self) -> Flow {
+        if let Err(flow) = self.reopen().await {
+            return flow;
+        }
+        let now = self.state.clock.now();
+        let note = views::live_note(
+            "The group's membership changed: new messages use a new key.",
+            now,
+        );
+        let flow = self.write(note.into_string()).await;
+        if matches!(flow, Flow::Continue) {
+            // Messages may have arrived under the new key before this event.
+            self.catch_up().await
+        } else {
+            flow
+        }
+    }
+
+    async fn read_new(&self) -> Result<(Vec<Shown>, bool), crate::store::StoreError> {
+        let conv = Arc::clone(&self.conv);
+        let after = self.last;
+        self.state
+            .store
+            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT))
+            .await
+    }
+
+    /// Write every message after the last one written.
+    async fn catch_up(&mut self) -> Flow {
+        let mut read = self.read_new().await;
+        // A group message under an epoch this stream has no key for yet (the membership
+        // event may come after it): open the group again and read once more.
+        let stale = read.as_ref().is_ok_and(|(messages, _)| {
+            self.conv.is_group()
+                && messages
+                    .iter()
+                    .any(|m| m.status == Verification::Unreadable)
+        });
+        if stale {
+            if let Err(flow) = self.reopen().await {
+                return flow;
+            }
+            read = self.read_new().await;
+        }
         let (messages, skipped) = match read {
             Ok(r) => r,
             Err(e) => {
@@ -317,12 +416,13 @@ impl Live {
             return Flow::End(Ending::Reload);
         }
         let mut chunk = String::new();
-        let Some(last) = push_messages(&mut chunk, &messages, &self.conv.peer_name) else {
+        let now = self.state.clock.now();
+        let Some(last) = push_messages(&mut chunk, &messages, &self.conv, now) else {
             return Flow::Continue;
         };
         self.last = last;
         let flow = self.write(chunk).await;
-        mark_delivered(&self.state, self.conv.me, self.conv.id, last).await;
+        mark_delivered(&self.state, self.conv.me(), self.conv.id(), last).await;
         flow
     }
 
@@ -336,18 +436,17 @@ impl Live {
             return Flow::End(Ending::SessionEnded);
         }
         let mut chunk = String::from(views::KEEP_ALIVE);
-        let online = self
-            .state
-            .hub
-            .online(&self.conv.peer, now, &self.state.sessions);
-        if online != self.peer_online {
-            self.peer_online = online;
-            let text = format!(
-                "{} is now {}.",
-                self.conv.peer_name,
-                if online { "online" } else { "offline" }
-            );
-            chunk.push_str(&views::live_note(&text, now).into_string());
+        if let Some((peer, peer_name)) = self.conv.peer() {
+            let online = self.state.hub.online(&peer, now, &self.state.sessions);
+            if online != self.peer_online {
+                self.peer_online = online;
+                let text = format!(
+                    "{} is now {}.",
+                    peer_name,
+                    if online { "online" } else { "offline" }
+                );
+                chunk.push_str(&views::live_note(&text, now).into_string());
+            }
         }
         self.write(chunk).await
     }
@@ -365,6 +464,14 @@ impl Live {
                     a href="/login" target="_top" { "Log in again" }
                 }
             }),
+            Ending::ConversationGone if self.conv.is_group() => {
+                views::live_end_final(maud::html! {
+                    p.note {
+                        "You are no longer a member of this group. "
+                        a href="/chat/groups" target="_top" { "Your groups" }
+                    }
+                })
+            }
             Ending::ConversationGone => views::live_end_final(maud::html! {
                 p.note {
                     "This connection no longer exists. "

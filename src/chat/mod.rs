@@ -1,26 +1,38 @@
 //! Encrypted, signed chat messages.
 //!
 //! A message is stored in its conversation's queue (`MESSAGES`, keyed by conversation id
-//! and a sequence number) as a Fernet token under the conversation's chat key, with a
-//! signature by the sender's per-connection private key over
+//! — a connection id or a group id — and a sequence number) as a Fernet token under the
+//! conversation's key (a connection's chat key, or the group key of the current epoch),
+//! with a signature by the sender's private key for that conversation over
 //!
 //! ```text
-//! "ghostcache-msg-v1\0" || conversation id (16) || sender id (16) || message id (16)
-//!     || sent_at (i64, big-endian) || ciphertext (the Fernet token's ASCII)
+//! "ghostcache-msg-v2\0" || conversation id (16) || sender id (16) || message id (16)
+//!     || sent_at (i64, big-endian) || epoch (u32, big-endian; 0 one-to-one)
+//!     || timer flag (1) || expires_at (i64, big-endian; 0 without a timer)
+//!     || ciphertext (the Fernet token's ASCII)
 //! ```
 //!
 //! The header is fixed-length, so the signed bytes are unambiguous; it binds the message to
-//! its conversation, sender, id and time, so a stored message cannot be replayed into
-//! another conversation or attributed to the other side. Readers verify the signature
-//! before decrypting and show each message's status; a message that fails is never shown
-//! as verified, and its text is withheld.
+//! its conversation, sender, id, time, key epoch and self-destruct deadline, so a stored
+//! message cannot be replayed into another conversation, attributed to someone else, or
+//! have its timer lifted. Readers verify the signature before decrypting and show each
+//! message's status; a message that fails is never shown as verified, and its text is
+//! withheld. Messages stored before self-destruct existed (record version 1) were signed
+//! over the version-1 header (the same without epoch and timer) and are checked against it.
 //!
-//! Live delivery goes through [`hub::Hub`]; the live stream itself is in [`live`].
+//! Self-destructing messages: a message with a timer has a row in `MESSAGE_DEADLINES`;
+//! [`expire_due`] (the sweeper's expiry loop) deletes it, its index row and its delivery
+//! marks at the deadline. See the README for what that guarantees at rest.
+//!
+//! Live delivery goes through [`hub::Hub`]; the live stream itself is in [`live`], for
+//! one-to-one chats and groups alike ([`thread::Thread`]).
 //! Functions here block (redb, RSA) and are called through `Store::run`.
 
 pub mod handlers;
 pub mod hub;
 pub mod live;
+pub mod signing;
+pub mod thread;
 pub mod views;
 
 use redb::{ReadableTable, WriteTransaction};
@@ -30,11 +42,36 @@ use crate::clock::UnixTime;
 use crate::connections;
 use crate::connections::keys::{self, Signature, VerifyingKey};
 use crate::crypto::{SecretKey, random_bytes};
-use crate::store::tables::{CONVERSATION_TO_LAST_SEQ, MESSAGES, UNDELIVERED};
+use crate::store::tables::{
+    CONNECTIONS, CONVERSATION_TO_LAST_SEQ, MESSAGE_DEADLINES, MESSAGES, UNDELIVERED,
+};
 use crate::store::{Id, Record, Store, StoreError};
 
-/// Domain separation of signed message headers.
+/// Domain separation of signed message headers (record version 1).
 const HEADER_TAG: &[u8] = b"ghostcache-msg-v1\0";
+/// Domain separation of signed message headers (record version 2: epoch and timer).
+const HEADER_TAG_V2: &[u8] = b"ghostcache-msg-v2\0";
+
+/// Self-destruct timers a sender may choose: (seconds, label).
+pub const TIMERS: &[(i64, &str)] = &[
+    (30, "30 seconds"),
+    (5 * 60, "5 minutes"),
+    (3600, "1 hour"),
+    (86_400, "1 day"),
+    (7 * 86_400, "1 week"),
+];
+
+/// Parse the `timer` field of a send form: empty or `0` for none, otherwise one of
+/// [`TIMERS`] in seconds. `None` for anything else.
+pub fn parse_timer(value: &str) -> Option<Option<i64>> {
+    match value.trim() {
+        "" | "0" => Some(None),
+        v => {
+            let secs = v.parse::<i64>().ok()?;
+            TIMERS.iter().any(|(t, _)| *t == secs).then_some(Some(secs))
+        }
+    }
+}
 
 /// Messages shown on one chat page.
 pub const HISTORY_PAGE: usize = 50;
@@ -43,6 +80,15 @@ pub const CATCH_UP_LIMIT: usize = 100;
 /// Messages returned by one `/chat/poll`.
 pub const POLL_LIMIT: usize = 100;
 
+/// Which header a message's signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderFormat {
+    /// Record version 1 (no epoch, no timer).
+    V1,
+    #[default]
+    V2,
+}
+
 /// A stored message.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct MessageRecord {
@@ -50,9 +96,26 @@ pub struct MessageRecord {
     pub id: Id,
     pub sender: Id,
     pub sent_at: UnixTime,
-    /// Fernet token of the UTF-8 text under the conversation's chat key.
+    /// The group key epoch the text is sealed under; 0 in one-to-one chats.
+    pub epoch: u32,
+    /// Self-destruct deadline, if the sender set a timer.
+    pub expires_at: Option<UnixTime>,
+    /// Fernet token of the UTF-8 text under the conversation's key.
     pub ciphertext: String,
     pub signature: Signature,
+    /// Not stored: which header the signature covers (from the record version).
+    #[serde(skip)]
+    pub format: HeaderFormat,
+}
+
+/// The layout of record version 1, still read.
+#[derive(Deserialize)]
+struct MessageRecordV1 {
+    id: Id,
+    sender: Id,
+    sent_at: UnixTime,
+    ciphertext: String,
+    signature: Signature,
 }
 
 impl std::fmt::Debug for MessageRecord {
@@ -62,11 +125,145 @@ impl std::fmt::Debug for MessageRecord {
 }
 
 impl Record for MessageRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const NAME: &'static str = "message";
+
+    /// Version 2, or version 1 (messages stored before epochs and timers existed).
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("message: {e}"));
+        match bytes.split_first() {
+            Some((&2, body)) => postcard::from_bytes(body).map_err(corrupt),
+            Some((&1, body)) => {
+                let v1: MessageRecordV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(Self {
+                    id: v1.id,
+                    sender: v1.sender,
+                    sent_at: v1.sent_at,
+                    epoch: 0,
+                    expires_at: None,
+                    ciphertext: v1.ciphertext,
+                    signature: v1.signature,
+                    format: HeaderFormat::V1,
+                })
+            }
+            Some((&v, _)) => Err(StoreError::Corrupt(format!(
+                "message record version {v} (this binary reads 1 and 2)"
+            ))),
+            None => Err(StoreError::Corrupt("empty message record".into())),
+        }
+    }
 }
 
-/// The bytes a message's signature covers.
+impl MessageRecord {
+    /// The bytes this message's signature covers, in conversation `conversation`.
+    pub fn signed_bytes(&self, conversation: &Id) -> Vec<u8> {
+        match self.format {
+            HeaderFormat::V1 => signed_bytes(
+                conversation,
+                &self.sender,
+                &self.id,
+                self.sent_at,
+                &self.ciphertext,
+            ),
+            HeaderFormat::V2 => signed_bytes_v2(
+                conversation,
+                &Header {
+                    sender: self.sender,
+                    id: self.id,
+                    sent_at: self.sent_at,
+                    epoch: self.epoch,
+                    expires_at: self.expires_at,
+                },
+                &self.ciphertext,
+            ),
+        }
+    }
+}
+
+/// The header fields of a version-2 message.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub sender: Id,
+    pub id: Id,
+    pub sent_at: UnixTime,
+    pub epoch: u32,
+    pub expires_at: Option<UnixTime>,
+}
+
+/// The bytes a version-2 message's signature covers.
+pub fn signed_bytes_v2(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_TAG_V2.len() + 16 * 3 + 8 + 4 + 9 + ciphertext.len());
+    out.extend_from_slice(HEADER_TAG_V2);
+    out.extend_from_slice(conversation);
+    out.extend_from_slice(&h.sender);
+    out.extend_from_slice(&h.id);
+    out.extend_from_slice(&h.sent_at.to_be_bytes());
+    out.extend_from_slice(&h.epoch.to_be_bytes());
+    out.push(u8::from(h.expires_at.is_some()));
+    out.extend_from_slice(&h.expires_at.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(ciphertext.as_bytes());
+    out
+}
+
+/// Encrypt `text` under `key` and sign the version-2 header: a new message record. The
+/// signed bytes are the server's own (a header it built, a ciphertext it made).
+pub fn seal_message(
+    conversation: &Id,
+    header: &Header,
+    key: &SecretKey,
+    signing: &keys::SigningKey,
+    text: &str,
+) -> Result<MessageRecord, crate::crypto::CryptoError> {
+    let ciphertext = key.seal(text.as_bytes())?;
+    let signature = signing.sign(&signed_bytes_v2(conversation, header, &ciphertext))?;
+    Ok(MessageRecord {
+        id: header.id,
+        sender: header.sender,
+        sent_at: header.sent_at,
+        epoch: header.epoch,
+        expires_at: header.expires_at,
+        ciphertext,
+        signature,
+        format: HeaderFormat::V2,
+    })
+}
+
+/// Verify and decrypt one stored message for its reader: the sender's verifying key (if
+/// the reader knows one) and the key for the message's epoch (if the reader holds it).
+pub fn show_record(
+    conversation: &Id,
+    me: &Id,
+    seq: u64,
+    record: &MessageRecord,
+    sender_key: Option<&VerifyingKey>,
+    key: Option<&SecretKey>,
+) -> Shown {
+    let verified =
+        sender_key.is_some_and(|k| k.verify(&record.signed_bytes(conversation), &record.signature));
+    let (text, status) = if !verified {
+        (None, Verification::BadSignature)
+    } else {
+        match key
+            .and_then(|k| k.open(&record.ciphertext).ok())
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        {
+            Some(t) => (Some(t), Verification::Verified),
+            None => (None, Verification::Unreadable),
+        }
+    };
+    Shown {
+        seq,
+        id: record.id,
+        sender: record.sender,
+        mine: &record.sender == me,
+        sent_at: record.sent_at,
+        expires_at: record.expires_at,
+        text,
+        status,
+    }
+}
+
+/// The bytes a version-1 message's signature covers.
 pub fn signed_bytes(
     conversation: &Id,
     sender: &Id,
@@ -167,6 +364,8 @@ pub struct Shown {
     pub sender: Id,
     pub mine: bool,
     pub sent_at: UnixTime,
+    /// Self-destruct deadline.
+    pub expires_at: Option<UnixTime>,
     /// `Some` only when verified and decrypted.
     pub text: Option<String>,
     pub status: Verification,
@@ -217,44 +416,16 @@ pub fn open(
 impl Conversation {
     /// Verify and decrypt one stored message.
     pub fn show(&self, seq: u64, record: &MessageRecord) -> Shown {
-        let mine = record.sender == self.me;
-        let key = if mine {
+        let key = if record.sender == self.me {
             Some(&self.my_key)
         } else if record.sender == self.peer {
             Some(&self.peer_key)
         } else {
             None
         };
-        let signed = signed_bytes(
-            &self.id,
-            &record.sender,
-            &record.id,
-            record.sent_at,
-            &record.ciphertext,
-        );
-        let verified = key.is_some_and(|k| k.verify(&signed, &record.signature));
-        let (text, status) = if !verified {
-            (None, Verification::BadSignature)
-        } else {
-            match self
-                .chat_key
-                .open(&record.ciphertext)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-            {
-                Some(t) => (Some(t), Verification::Verified),
-                None => (None, Verification::Unreadable),
-            }
-        };
-        Shown {
-            seq,
-            id: record.id,
-            sender: record.sender,
-            mine,
-            sent_at: record.sent_at,
-            text,
-            status,
-        }
+        // One-to-one messages carry epoch 0; anything else is not under this chat key.
+        let chat_key = (record.epoch == 0).then_some(&self.chat_key);
+        show_record(&self.id, &self.me, seq, record, key, chat_key)
     }
 
     /// Up to `limit` messages before sequence number `before` (or the latest), oldest
@@ -328,9 +499,23 @@ pub struct Sent {
     pub recipient: Id,
 }
 
-/// Encrypt, sign and store a message from `sender` in connection `conversation`. `text`
-/// must have passed [`clean_text`]. `None` when `sender` has no accepted connection by
-/// that id.
+/// Index the deadline of a message with a timer (inside the caller's transaction).
+pub fn index_deadline_in(
+    txn: &WriteTransaction,
+    conversation: &Id,
+    seq: u64,
+    expires_at: Option<UnixTime>,
+) -> Result<(), StoreError> {
+    if let Some(deadline) = expires_at {
+        txn.open_table(MESSAGE_DEADLINES)?
+            .insert((deadline, *conversation, seq), ())?;
+    }
+    Ok(())
+}
+
+/// Encrypt, sign and store a message from `sender` in connection `conversation`, with an
+/// optional self-destruct timer (seconds, one of [`TIMERS`]). `text` must have passed
+/// [`clean_text`]. `None` when `sender` has no accepted connection by that id.
 pub fn send(
     store: &Store,
     conversation: &Id,
@@ -338,6 +523,7 @@ pub fn send(
     data_key: &SecretKey,
     text: &str,
     now: UnixTime,
+    timer: Option<i64>,
 ) -> Result<Option<Sent>, StoreError> {
     let Some(side) = connections::side_of(store, conversation, sender)? else {
         return Ok(None);
@@ -349,20 +535,16 @@ pub fn send(
         keys::open_side(store, conversation, sender, data_key)?.ok_or_else(side_secrets_missing)?;
     let crypto = |e: crate::crypto::CryptoError| StoreError::Encode(format!("message: {e}"));
     let id: Id = random_bytes();
-    let ciphertext = secrets.chat_key.seal(text.as_bytes()).map_err(crypto)?;
-    // The signed bytes are the server's own: a header it built and a ciphertext it made.
-    let signature = secrets
-        .signing_key()
-        .map_err(crypto)?
-        .sign(&signed_bytes(conversation, sender, &id, now, &ciphertext))
-        .map_err(crypto)?;
-    let record = MessageRecord {
-        id,
+    let header = Header {
         sender: *sender,
+        id,
         sent_at: now,
-        ciphertext,
-        signature,
+        epoch: 0,
+        expires_at: timer.map(|t| now.saturating_add(t)),
     };
+    let signing = secrets.signing_key().map_err(crypto)?;
+    let record =
+        seal_message(conversation, &header, &secrets.chat_key, &signing, text).map_err(crypto)?;
     let encoded = record.encode()?;
     let txn = store.write()?;
     let seq = {
@@ -382,6 +564,7 @@ pub fn send(
             .insert((*conversation, seq), encoded.as_slice())?;
         txn.open_table(UNDELIVERED)?
             .insert((side.other, *conversation, seq), ())?;
+        index_deadline_in(&txn, conversation, seq, record.expires_at)?;
         seq
     };
     txn.commit()?;
@@ -442,7 +625,10 @@ pub fn unread_counts(
 #[derive(Clone)]
 pub struct Polled {
     pub conversation: Id,
-    pub peer_name: String,
+    /// Whether the conversation is a group.
+    pub group: bool,
+    /// The sender's name.
+    pub sender_name: String,
     pub message: Shown,
 }
 
@@ -473,19 +659,20 @@ pub fn poll(
     }
     let mut out = Vec::with_capacity(wanted.len());
     let mut delivered: Vec<(Id, u64)> = Vec::with_capacity(wanted.len());
-    let mut current: Option<Conversation> = None;
+    let mut current: Option<(Id, Option<thread::Thread>)> = None;
     for (conv, seq) in wanted {
-        if current.as_ref().is_none_or(|c| c.id != conv) {
-            current = open(store, &conv, member, data_key)?;
+        if current.as_ref().is_none_or(|(id, _)| *id != conv) {
+            current = Some((conv, thread::Thread::open(store, &conv, member, data_key)?));
         }
         delivered.push((conv, seq));
-        let Some(c) = &current else {
+        let Some((_, Some(t))) = &current else {
             continue;
         };
-        if let Some(message) = c.message(store, seq)? {
+        if let Some(message) = t.message(store, seq)? {
             out.push(Polled {
                 conversation: conv,
-                peer_name: c.peer_name.clone(),
+                group: t.is_group(),
+                sender_name: t.sender_name(&message).to_owned(),
                 message,
             });
         }
@@ -503,15 +690,14 @@ pub fn poll(
     Ok((out, more))
 }
 
-/// Delete a conversation's messages and its undelivered marks for `members`, inside the
-/// caller's transaction.
+/// Delete a conversation's messages (with their deadline rows) and its undelivered marks
+/// for `members`, inside the caller's transaction.
 pub fn delete_conversation_in(
     txn: &WriteTransaction,
     conversation: &Id,
     members: &[Id],
 ) -> Result<(), StoreError> {
-    txn.open_table(MESSAGES)?
-        .retain_in((*conversation, 0)..=(*conversation, u64::MAX), |_, _| false)?;
+    delete_messages_where_in(txn, conversation, |_| true)?;
     txn.open_table(CONVERSATION_TO_LAST_SEQ)?
         .remove(conversation)?;
     let mut undelivered = txn.open_table(UNDELIVERED)?;
@@ -522,6 +708,117 @@ pub fn delete_conversation_in(
         )?;
     }
     Ok(())
+}
+
+/// Delete the messages of `conversation` for which `doomed` holds, with their deadline
+/// rows, inside the caller's transaction. Returns their sequence numbers.
+pub fn delete_messages_where_in(
+    txn: &WriteTransaction,
+    conversation: &Id,
+    doomed: impl Fn(&MessageRecord) -> bool,
+) -> Result<Vec<u64>, StoreError> {
+    let mut messages = txn.open_table(MESSAGES)?;
+    let mut gone: Vec<(u64, Option<UnixTime>)> = Vec::new();
+    for row in messages.range((*conversation, 0)..=(*conversation, u64::MAX))? {
+        let (k, v) = row?;
+        let record = MessageRecord::decode(v.value())?;
+        if doomed(&record) {
+            gone.push((k.value().1, record.expires_at));
+        }
+    }
+    let mut deadlines = txn.open_table(MESSAGE_DEADLINES)?;
+    for (seq, expires_at) in &gone {
+        messages.remove((*conversation, *seq))?;
+        if let Some(d) = expires_at {
+            deadlines.remove((*d, *conversation, *seq))?;
+        }
+    }
+    Ok(gone.into_iter().map(|(seq, _)| seq).collect())
+}
+
+/// The members who may have undelivered marks in `conversation` and open live streams on
+/// it: the two sides of a connection, or a group's current members.
+pub fn conversation_members_in(
+    txn: &WriteTransaction,
+    conversation: &Id,
+) -> Result<Vec<Id>, StoreError> {
+    if let Some(bytes) = txn.open_table(CONNECTIONS)?.get(conversation)? {
+        let record = connections::ConnectionRecord::decode(bytes.value())?;
+        return Ok(vec![record.requester, record.receiver]);
+    }
+    crate::groups::active_members_in(txn, conversation)
+}
+
+/// A message deleted at its deadline.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub conversation: Id,
+    pub seq: u64,
+    /// Who to tell (open live streams).
+    pub members: Vec<Id>,
+}
+
+/// Most messages one expiry pass deletes (the rest wait for the next pass, moments later).
+pub const EXPIRY_BATCH: usize = 1000;
+
+/// Delete every message whose self-destruct deadline is at or before `now` (up to
+/// [`EXPIRY_BATCH`]): its row, its deadline row and its undelivered marks, in one durable
+/// transaction. Reads only the deadline index, never the message table as a whole.
+pub fn expire_due(store: &Store, now: UnixTime) -> Result<Vec<Expired>, StoreError> {
+    let txn = store.write()?;
+    let due: Vec<(i64, Id, u64)> = {
+        let deadlines = txn.open_table(MESSAGE_DEADLINES)?;
+        let mut due = Vec::new();
+        for row in deadlines.range(..=(now, [0xffu8; 16], u64::MAX))? {
+            if due.len() >= EXPIRY_BATCH {
+                break;
+            }
+            due.push(row?.0.value());
+        }
+        due
+    };
+    if due.is_empty() {
+        txn.abort()?;
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Expired> = Vec::with_capacity(due.len());
+    let mut members_of: std::collections::HashMap<Id, Vec<Id>> = std::collections::HashMap::new();
+    for (deadline, conversation, seq) in due {
+        txn.open_table(MESSAGE_DEADLINES)?
+            .remove((deadline, conversation, seq))?;
+        let existed = txn
+            .open_table(MESSAGES)?
+            .remove((conversation, seq))?
+            .is_some();
+        let members = match members_of.get(&conversation) {
+            Some(m) => m.clone(),
+            None => {
+                let m = conversation_members_in(&txn, &conversation)?;
+                members_of.insert(conversation, m.clone());
+                m
+            }
+        };
+        let mut undelivered = txn.open_table(UNDELIVERED)?;
+        for m in &members {
+            undelivered.remove((*m, conversation, seq))?;
+        }
+        if existed {
+            out.push(Expired {
+                conversation,
+                seq,
+                members,
+            });
+        }
+    }
+    txn.commit()?;
+    Ok(out)
+}
+
+/// The earliest self-destruct deadline, if any message has a timer.
+pub fn next_deadline(store: &Store) -> Result<Option<UnixTime>, StoreError> {
+    let txn = store.read()?;
+    let table = txn.open_table(MESSAGE_DEADLINES)?;
+    Ok(table.first()?.map(|(k, _)| k.value().0))
 }
 
 #[cfg(test)]
@@ -552,6 +849,83 @@ mod tests {
         // Multi-byte characters count in bytes.
         assert_eq!(clean_text("ééééé", 10).unwrap(), "ééééé");
         assert_eq!(clean_text("éééééé", 10), Err(TextError::TooLong(10)));
+    }
+
+    #[test]
+    fn timers_are_the_listed_ones_only() {
+        assert_eq!(parse_timer(""), Some(None));
+        assert_eq!(parse_timer("0"), Some(None));
+        assert_eq!(parse_timer("30"), Some(Some(30)));
+        assert_eq!(parse_timer("604800"), Some(Some(604_800)));
+        assert_eq!(parse_timer("31"), None);
+        assert_eq!(parse_timer("-30"), None);
+        assert_eq!(parse_timer("1e3"), None);
+    }
+
+    #[test]
+    fn v2_header_binds_epoch_and_timer() {
+        let h = Header {
+            sender: [2; 16],
+            id: [3; 16],
+            sent_at: 4,
+            epoch: 1,
+            expires_at: Some(34),
+        };
+        let base = signed_bytes_v2(&[1; 16], &h, "ct");
+        let e = Header { epoch: 2, ..h };
+        assert_ne!(base, signed_bytes_v2(&[1; 16], &e, "ct"));
+        let t = Header {
+            expires_at: None,
+            ..h
+        };
+        assert_ne!(base, signed_bytes_v2(&[1; 16], &t, "ct"));
+        let t = Header {
+            expires_at: Some(35),
+            ..h
+        };
+        assert_ne!(base, signed_bytes_v2(&[1; 16], &t, "ct"));
+        assert_ne!(base, signed_bytes(&[1; 16], &[2; 16], &[3; 16], 4, "ct"));
+    }
+
+    #[test]
+    fn version_1_records_still_read_and_verify() {
+        use crate::crypto::rsa_keys::RsaPrivate;
+        let signing = keys::SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
+        let vk = signing.verifying_key().unwrap();
+        let key = SecretKey::generate();
+        let conv = [7u8; 16];
+        let ciphertext = key.seal(b"old message").unwrap();
+        let signature = signing
+            .sign(&signed_bytes(&conv, &[1; 16], &[2; 16], 5, &ciphertext))
+            .unwrap();
+        #[derive(Serialize)]
+        struct V1<'a> {
+            id: Id,
+            sender: Id,
+            sent_at: i64,
+            ciphertext: &'a str,
+            signature: &'a Signature,
+        }
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_stdvec(&V1 {
+                id: [2; 16],
+                sender: [1; 16],
+                sent_at: 5,
+                ciphertext: &ciphertext,
+                signature: &signature,
+            })
+            .unwrap(),
+        );
+        let record = MessageRecord::decode(&bytes).unwrap();
+        assert_eq!(record.format, HeaderFormat::V1);
+        let shown = show_record(&conv, &[9; 16], 1, &record, Some(&vk), Some(&key));
+        assert_eq!(shown.status, Verification::Verified);
+        assert_eq!(shown.text.as_deref(), Some("old message"));
+        // Re-encoded, it is a version-2 record whose signature no longer matches.
+        let again = MessageRecord::decode(&record.encode().unwrap()).unwrap();
+        let shown = show_record(&conv, &[9; 16], 1, &again, Some(&vk), Some(&key));
+        assert_eq!(shown.status, Verification::BadSignature);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::{Shown, Verification};
+use super::{Shown, TIMERS, Verification};
 use crate::clock::UnixTime;
 use crate::connections::views::presence_badge;
 use crate::crypto::b64url;
@@ -58,22 +58,98 @@ fn status(v: Verification) -> Markup {
     }
 }
 
-/// One message, as the chat page and the live stream show it.
-pub fn message(m: &Shown, peer_name: &str) -> Markup {
+/// The classes that hide a self-destructing message at its deadline, `seconds_left`
+/// seconds from when the browser shows it (at least 1).
+///
+/// The content security policy (`style-src 'self'`) forbids inline styles, so the delay
+/// cannot be written on the element. Instead the stylesheet defines, for each unit,
+/// classes that set one custom property (`.xd-3 { --xd: 259200s }`: days 1–7, hours 1–23,
+/// minutes 1–59, seconds 1–59, 148 short rules), and `.exp` runs a one-step animation
+/// whose delay is their sum. Any delay up to 8 days is thus exact to the second, measured
+/// from when the browser renders the element (the page's transit time over Tor makes it
+/// later than the server's deadline by that much; the next render drops it anyway).
+pub fn expiry_classes(seconds_left: i64) -> String {
+    let left = seconds_left.clamp(1, 8 * 86_400 - 1);
+    let (d, rest) = (left / 86_400, left % 86_400);
+    let (h, rest) = (rest / 3600, rest % 3600);
+    let (m, s) = (rest / 60, rest % 60);
+    let mut out = String::from("exp");
+    for (prefix, n) in [("xd", d), ("xh", h), ("xm", m), ("xs", s)] {
+        if n > 0 {
+            out.push_str(&format!(" {prefix}-{n}"));
+        }
+    }
+    out
+}
+
+/// The label of a timer of `secs` seconds.
+fn timer_label(secs: i64) -> &'static str {
+    TIMERS
+        .iter()
+        .find(|(t, _)| *t == secs)
+        .map_or("a timer", |(_, l)| l)
+}
+
+/// One message, as the chat page and the live stream show it. `sender_name` is shown for
+/// messages of others; a self-destructing message carries the classes that hide it at its
+/// deadline (see [`expiry_classes`]).
+pub fn message(m: &Shown, sender_name: &str, now: UnixTime) -> Markup {
+    let mut class = String::from("msg");
+    if m.mine {
+        class.push_str(" mine");
+    }
+    if let Some(deadline) = m.expires_at {
+        class.push(' ');
+        class.push_str(&expiry_classes(deadline.saturating_sub(now)));
+    }
     html! {
-        article.msg.mine[m.mine] id=(format!("m{}", m.seq)) data-status=(m.status.as_str()) {
+        article class=(class) id=(format!("m{}", m.seq)) data-status=(m.status.as_str()) {
             header {
-                strong.sender { @if m.mine { "You" } @else { (peer_name) } }
+                strong.sender { @if m.mine { "You" } @else { (sender_name) } }
                 " "
                 time { (utc_minute(m.sent_at)) }
                 " "
                 (status(m.status))
+                @if let Some(deadline) = m.expires_at {
+                    " "
+                    span.timer title="This message self-destructs." {
+                        "⏱ disappears " (utc_minute(deadline))
+                    }
+                }
             }
             @if let Some(text) = &m.text {
                 p.text dir="auto" { (text) }
             }
         }
     }
+}
+
+/// The self-destruct timer of a send form.
+pub fn timer_select() -> Markup {
+    html! {
+        label {
+            "Self-destruct"
+            select name="timer" {
+                option value="" selected { "Never" }
+                @for (secs, _) in TIMERS {
+                    option value=(secs) { "After " (timer_label(*secs)) }
+                }
+            }
+        }
+    }
+}
+
+/// What the live stream writes when a message it may show was deleted at its deadline:
+/// a stylesheet from our own origin that hides it.
+pub fn live_expired(seq: u64) -> Markup {
+    html! {
+        link rel="stylesheet" href=(format!("/chat/expired/{seq}.css"));
+    }
+}
+
+/// The stylesheet of [`live_expired`].
+pub fn expired_css(seq: u64) -> String {
+    format!("#m{seq}{{display:none!important}}\n")
 }
 
 /// Everything the chat page shows.
@@ -92,6 +168,7 @@ pub struct ChatPage<'a> {
     pub live_after: Option<u64>,
     pub error: Option<&'a str>,
     pub max_bytes: usize,
+    pub now: UnixTime,
 }
 
 crate::connections::debug_without_names!(ChatPage<'_>, OnlineEntry);
@@ -128,6 +205,7 @@ pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
                         textarea name="message" rows="3" required maxlength=(p.max_bytes) dir="auto" {}
                         small { "Up to " (p.max_bytes) " bytes. Newest messages are at the top." }
                     }
+                    (timer_select())
                     button type="submit" { "Send" }
                 }
             }
@@ -142,7 +220,7 @@ pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
                     p.muted { "No messages yet." }
                 }
                 @for m in p.messages.iter().rev() {
-                    (message(m, p.peer_name))
+                    (message(m, p.peer_name, p.now))
                 }
                 @if let Some(before) = p.older {
                     p { a href=(format!("/chat/{id}?before={before}")) { "Older messages" } }
@@ -185,10 +263,10 @@ pub fn live_note(text: &str, t: UnixTime) -> Markup {
     }
 }
 
-/// A link out of the live frame to the whole chat page.
-pub fn live_reload_link(conversation: &Id, text: &str) -> Markup {
+/// A link out of the live frame to the whole chat page at `path`.
+pub fn live_reload_link(path: &str, text: &str) -> Markup {
     html! {
-        p.note { a href=(format!("/chat/{}", b64url(conversation))) target="_top" { (text) } }
+        p.note { a href=(path) target="_top" { (text) } }
     }
 }
 
@@ -281,14 +359,42 @@ mod tests {
             sender: [1; 16],
             mine: false,
             sent_at: 0,
+            expires_at: None,
             text: Some("<script>alert(1)</script> & \"' \u{202e}".into()),
             status: Verification::Verified,
         };
-        let out = message(&m, "<b>peer</b>").into_string();
+        let out = message(&m, "<b>peer</b>", 0).into_string();
         assert!(!out.contains("<script>"));
         assert!(out.contains("&lt;script&gt;"));
         assert!(!out.contains("<b>peer"));
         assert!(out.contains("signature verified"));
+    }
+
+    #[test]
+    fn expiry_classes_sum_to_the_seconds_left() {
+        assert_eq!(expiry_classes(30), "exp xs-30");
+        assert_eq!(expiry_classes(0), "exp xs-1", "already due: hide at once");
+        assert_eq!(expiry_classes(3600), "exp xh-1");
+        assert_eq!(expiry_classes(7 * 86_400 - 1), "exp xd-6 xh-23 xm-59 xs-59");
+        assert_eq!(expiry_classes(90_061), "exp xd-1 xh-1 xm-1 xs-1");
+        // Every class used exists in the stylesheet.
+        let css = std::str::from_utf8(crate::web::assets::STYLE.bytes).unwrap();
+        for class in ["xd-7", "xh-23", "xm-59", "xs-59", "xs-1"] {
+            assert!(css.contains(&format!(".{class}{{")), "{class} missing");
+        }
+        let m = Shown {
+            seq: 4,
+            id: [0; 16],
+            sender: [1; 16],
+            mine: true,
+            sent_at: 100,
+            expires_at: Some(400),
+            text: Some("x".into()),
+            status: Verification::Verified,
+        };
+        let out = message(&m, "p", 100).into_string();
+        assert!(out.contains("class=\"msg mine exp xm-5\""), "{out}");
+        assert_eq!(expired_css(4), "#m4{display:none!important}\n");
     }
 
     #[test]

@@ -251,11 +251,12 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
         .store
         .run(move |s| super::pending_for_receiver(s, &id, &me))
         .await?;
-    if pending.is_none() {
+    let Some(pending) = pending else {
         return Err(AppError::NotFound);
-    }
-    let requester_key = ctx.state.keypool.take().await?;
-    let receiver_key = ctx.state.keypool.take().await?;
+    };
+    // Each side signs with the scheme it chose (RSA-PSS by default, or DSA).
+    let requester_key = ctx.state.new_signing_key_for(pending.requester).await?;
+    let receiver_key = ctx.state.new_signing_key_for(me).await?;
     let data_key = session.data_key.clone();
     let now = ctx.now;
     let accepted = ctx

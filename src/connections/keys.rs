@@ -13,11 +13,16 @@
 //!   it under their `data_key`, so later use needs no RSA operation.
 //!
 //! Sealed payload: `scheme (1 byte) || chat key (32 bytes) || private key (PKCS#8 DER)`.
+//!
+//! Each side signs with the scheme its member had chosen (settings) when the connection
+//! was accepted: RSA-PSS-SHA256 (default) or DSA 2048/256 with SHA-256. Readers verify
+//! either; the scheme is part of the stored public key and of each signature.
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto::dsa_keys::{self, DsaPrivate};
 use crate::crypto::rsa_keys::{RsaPrivate, RsaPublic};
 use crate::crypto::{CryptoError, SecretKey, hybrid};
 use crate::store::tables::{CONNECTION_SECRETS, USERS};
@@ -25,6 +30,43 @@ use crate::store::{Id, Record, Store, StoreError, UserRecord};
 
 /// Scheme byte of an RSA-PSS-SHA256 signing key in a sealed payload.
 const SCHEME_RSA_PSS: u8 = 1;
+/// Scheme byte of a DSA (2048/256, SHA-256) signing key in a sealed payload.
+const SCHEME_DSA: u8 = 2;
+
+/// The signature scheme a member signs with (chosen in settings; RSA-PSS by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SignatureScheme {
+    #[default]
+    RsaPss,
+    Dsa,
+}
+
+impl SignatureScheme {
+    /// Name of the scheme, for pages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureScheme::RsaPss => "RSA-PSS-SHA256",
+            SignatureScheme::Dsa => "DSA-2048/256-SHA256",
+        }
+    }
+
+    /// The value of the settings form.
+    pub fn form_value(self) -> &'static str {
+        match self {
+            SignatureScheme::RsaPss => "rsa-pss",
+            SignatureScheme::Dsa => "dsa",
+        }
+    }
+
+    /// Parse the settings form's value.
+    pub fn from_form(value: &str) -> Option<Self> {
+        match value {
+            "rsa-pss" => Some(SignatureScheme::RsaPss),
+            "dsa" => Some(SignatureScheme::Dsa),
+            _ => None,
+        }
+    }
+}
 
 /// A public key that verifies a side's signatures, stored in clear on the connection.
 /// An enum so that other schemes (DSA) can join without changing existing records.
@@ -32,12 +74,15 @@ const SCHEME_RSA_PSS: u8 = 1;
 pub enum VerifyingKey {
     /// RSA-PSS-SHA256; SubjectPublicKeyInfo DER.
     RsaPss(Vec<u8>),
+    /// DSA 2048/256 with SHA-256; SubjectPublicKeyInfo DER (with the domain parameters).
+    Dsa(Vec<u8>),
 }
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VerifyingKey::RsaPss(_) => f.write_str("VerifyingKey::RsaPss(..)"),
+            VerifyingKey::Dsa(_) => f.write_str("VerifyingKey::Dsa(..)"),
         }
     }
 }
@@ -47,6 +92,8 @@ impl std::fmt::Debug for VerifyingKey {
 pub enum Signature {
     /// RSA-PSS-SHA256.
     RsaPss(Vec<u8>),
+    /// DSA-SHA256, DER `Dss-Sig-Value`.
+    Dsa(Vec<u8>),
 }
 
 impl std::fmt::Debug for Signature {
@@ -63,6 +110,8 @@ impl VerifyingKey {
             (VerifyingKey::RsaPss(der), Signature::RsaPss(sig)) => {
                 RsaPublic::from_der(der).is_ok_and(|k| k.verify_pss(message, sig))
             }
+            (VerifyingKey::Dsa(der), Signature::Dsa(sig)) => dsa_keys::verify(der, message, sig),
+            _ => false,
         }
     }
 
@@ -70,7 +119,7 @@ impl VerifyingKey {
     /// in groups of four.
     pub fn fingerprint(&self) -> String {
         let digest = match self {
-            VerifyingKey::RsaPss(der) => crate::crypto::sha256(der),
+            VerifyingKey::RsaPss(der) | VerifyingKey::Dsa(der) => crate::crypto::sha256(der),
         };
         let hex: Vec<String> = digest
             .chunks(2)
@@ -82,8 +131,14 @@ impl VerifyingKey {
 
     /// Name of the scheme, for pages.
     pub fn scheme_name(&self) -> &'static str {
+        self.scheme().name()
+    }
+
+    /// The scheme of this key.
+    pub fn scheme(&self) -> SignatureScheme {
         match self {
-            VerifyingKey::RsaPss(_) => "RSA-PSS-SHA256",
+            VerifyingKey::RsaPss(_) => SignatureScheme::RsaPss,
+            VerifyingKey::Dsa(_) => SignatureScheme::Dsa,
         }
     }
 }
@@ -91,6 +146,7 @@ impl VerifyingKey {
 /// A side's signing key, opened.
 pub enum SigningKey {
     RsaPss(RsaPrivate),
+    Dsa(DsaPrivate),
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -104,6 +160,7 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> Result<Signature, CryptoError> {
         match self {
             SigningKey::RsaPss(k) => k.sign_pss(message).map(Signature::RsaPss),
+            SigningKey::Dsa(k) => k.sign(message).map(Signature::Dsa),
         }
     }
 
@@ -111,7 +168,30 @@ impl SigningKey {
     pub fn verifying_key(&self) -> Result<VerifyingKey, CryptoError> {
         match self {
             SigningKey::RsaPss(k) => k.public().to_der().map(VerifyingKey::RsaPss),
+            SigningKey::Dsa(k) => k.public_der().map(VerifyingKey::Dsa),
         }
+    }
+
+    /// The scheme byte and PKCS#8 DER of this key (to be sealed).
+    pub fn to_tagged_der(&self) -> Result<(u8, Zeroizing<Vec<u8>>), CryptoError> {
+        match self {
+            SigningKey::RsaPss(k) => Ok((SCHEME_RSA_PSS, k.to_der()?)),
+            SigningKey::Dsa(k) => Ok((SCHEME_DSA, k.to_der()?)),
+        }
+    }
+
+    /// Parse what [`SigningKey::to_tagged_der`] produced.
+    pub fn from_tagged_der(scheme: u8, der: &[u8]) -> Result<Self, CryptoError> {
+        match scheme {
+            SCHEME_RSA_PSS => RsaPrivate::from_der(der).map(SigningKey::RsaPss),
+            SCHEME_DSA => DsaPrivate::from_der(der).map(SigningKey::Dsa),
+            _ => Err(CryptoError::BadKey),
+        }
+    }
+
+    /// Whether `scheme` is a known scheme byte.
+    pub fn known_scheme(scheme: u8) -> bool {
+        matches!(scheme, SCHEME_RSA_PSS | SCHEME_DSA)
     }
 }
 
@@ -131,20 +211,18 @@ impl std::fmt::Debug for SideSecrets {
 
 impl SideSecrets {
     /// Secrets for a new connection side.
-    pub fn new(chat_key: SecretKey, signing: &RsaPrivate) -> Result<Self, CryptoError> {
+    pub fn new(chat_key: SecretKey, signing: &SigningKey) -> Result<Self, CryptoError> {
+        let (scheme, signing_der) = signing.to_tagged_der()?;
         Ok(Self {
             chat_key,
-            scheme: SCHEME_RSA_PSS,
-            signing_der: signing.to_der()?,
+            scheme,
+            signing_der,
         })
     }
 
     /// Parse the signing key (only when signing).
     pub fn signing_key(&self) -> Result<SigningKey, CryptoError> {
-        match self.scheme {
-            SCHEME_RSA_PSS => RsaPrivate::from_der(&self.signing_der).map(SigningKey::RsaPss),
-            _ => Err(CryptoError::BadKey),
-        }
+        SigningKey::from_tagged_der(self.scheme, &self.signing_der)
     }
 
     fn to_payload(&self) -> Zeroizing<Vec<u8>> {
@@ -159,7 +237,7 @@ impl SideSecrets {
         let (&scheme, rest) = payload.split_first().ok_or(CryptoError::BadKey)?;
         let chat = rest.get(..32).ok_or(CryptoError::BadKey)?;
         let der = rest.get(32..).ok_or(CryptoError::BadKey)?;
-        if scheme != SCHEME_RSA_PSS || der.is_empty() {
+        if !SigningKey::known_scheme(scheme) || der.is_empty() {
             return Err(CryptoError::BadKey);
         }
         let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
@@ -295,7 +373,7 @@ mod tests {
 
     #[test]
     fn payload_round_trip_sign_and_verify() {
-        let k = RsaPrivate::generate(2048).unwrap();
+        let k = SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
         let chat = SecretKey::generate();
         let s = SideSecrets::new(chat.clone(), &k).unwrap();
         let data_key = SecretKey::generate();

@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Username;
 use crate::clock::UnixTime;
-use crate::crypto::rsa_keys::{RsaPrivate, RsaPublic};
+use crate::crypto::rsa_keys::RsaPublic;
 use crate::crypto::{SecretKey, random_bytes};
 use crate::store::tables::{
     CONNECTION_SECRETS, CONNECTIONS, MEMBER_TO_PAIRED, PAIRS, USERNAME_TO_USER, USERS,
 };
 use crate::store::{Id, Record, Store, StoreError, UserRecord};
-use keys::{SideSecrets, SideSecretsRecord, VerifyingKey};
+use keys::{SideSecrets, SideSecretsRecord, SigningKey, VerifyingKey};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -430,15 +430,16 @@ pub fn pending_for_receiver(
 
 /// Accept a pending request: store both public keys in clear, the receiver's secrets
 /// under its `data_key`, the requester's sealed to its delivery key. The two key pairs
-/// come fresh from the key pool and are used by this connection only. Returns the
+/// are fresh (RSA from the key pool, or DSA, as each side chose) and are used by this
+/// connection only. Returns the
 /// requester's id, or `None` when there is no such request for this receiver (any more).
 pub fn accept(
     store: &Store,
     connection: &Id,
     receiver: &Id,
     receiver_data_key: &SecretKey,
-    requester_signing: &RsaPrivate,
-    receiver_signing: &RsaPrivate,
+    requester_signing: &SigningKey,
+    receiver_signing: &SigningKey,
     now: UnixTime,
 ) -> Result<Option<Id>, StoreError> {
     let Some(pending) = pending_for_receiver(store, connection, receiver)? else {
@@ -459,8 +460,8 @@ pub fn accept(
             .seal_under(receiver_data_key)
             .map_err(crypto)?,
     };
-    let requester_key = VerifyingKey::RsaPss(requester_signing.public().to_der().map_err(crypto)?);
-    let receiver_key = VerifyingKey::RsaPss(receiver_signing.public().to_der().map_err(crypto)?);
+    let requester_key = requester_signing.verifying_key().map_err(crypto)?;
+    let receiver_key = receiver_signing.verifying_key().map_err(crypto)?;
 
     let txn = store.write()?;
     {

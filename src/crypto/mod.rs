@@ -1,7 +1,8 @@
-//! Cryptography: password KDF, symmetric sealing (Fernet), RSA delivery keys, random ids
-//! and CSRF tokens. Every key lives in a zeroizing type from the moment it exists, and no
-//! type here prints its contents in `Debug`.
+//! Cryptography: password KDF, symmetric sealing (Fernet), RSA delivery keys, DSA signing
+//! keys, random ids and CSRF tokens. Every key lives in a zeroizing type from the moment it
+//! exists, and no type here prints its contents in `Debug`.
 
+pub mod dsa_keys;
 pub mod hybrid;
 pub mod kdf;
 pub mod rsa_keys;

@@ -130,6 +130,52 @@ impl Store {
     }
 }
 
+/// File sizes around a compaction.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactReport {
+    pub before: u64,
+    pub after: u64,
+}
+
+/// Compact the database at `path`, which no process may have open (the server must be
+/// stopped; redb's lock refuses otherwise). redb frees the pages of deleted rows without
+/// overwriting them; compaction moves live pages into the free ones and truncates the
+/// file, so that deleted ciphertext does not linger in it.
+pub fn compact(path: &Path) -> Result<CompactReport, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing(path.display().to_string()));
+    }
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(path);
+    {
+        let mut db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(map_open_error)?;
+        {
+            use redb::ReadableDatabase;
+            let txn = db.begin_read()?;
+            if let Some(v) = schema::read_version_in(&txn)?
+                && v > schema::CURRENT_SCHEMA
+            {
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    supported: schema::CURRENT_SCHEMA,
+                });
+            }
+        }
+        while db
+            .compact()
+            .map_err(|e| StoreError::Db(redb::Error::from(e)))?
+        {}
+    }
+    Ok(CompactReport {
+        before,
+        after: size(path),
+    })
+}
+
 /// Open an existing database read-only, alongside a running server if there is one.
 pub fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
     if !path.exists() {

@@ -6,7 +6,12 @@
 use super::{Store, StoreError, tables};
 
 /// The schema this binary writes.
-pub const CURRENT_SCHEMA: u32 = 1;
+///
+/// 1. Accounts, files, connections, one-to-one chat.
+/// 2. Groups, self-destruct deadlines, member settings (new tables only; version-1
+///    message records stay readable as they are). An older binary must not open a
+///    version-2 file: it would not delete a member's groups and settings with them.
+pub const CURRENT_SCHEMA: u32 = 2;
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -19,12 +24,10 @@ pub fn prepare(store: &Store) -> Result<(), StoreError> {
             supported: CURRENT_SCHEMA,
         }),
         Some(v) => {
-            // Migrations from older versions run here, one transaction per step. Version 1
-            // is the first schema, so there is nothing older to migrate yet.
-            if v < CURRENT_SCHEMA {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown old schema version {v}"
-                )));
+            // Migrations from older versions, one transaction per step.
+            let mut v = v;
+            while v < CURRENT_SCHEMA {
+                v = migrate_step(store, v)?;
             }
             create_tables(store)
         }
@@ -32,6 +35,24 @@ pub fn prepare(store: &Store) -> Result<(), StoreError> {
             create_tables(store)?;
             write_version(store, CURRENT_SCHEMA)
         }
+    }
+}
+
+/// Migrate from `from` to the next version in one transaction; the new version.
+fn migrate_step(store: &Store, from: u32) -> Result<u32, StoreError> {
+    match from {
+        1 => {
+            // 1 → 2: the new tables, and the version, together.
+            let txn = store.write()?;
+            tables::visit_all(&mut Create(&txn))?;
+            txn.open_table(tables::META)?
+                .insert(VERSION_KEY, 2u32.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(2)
+        }
+        v => Err(StoreError::Corrupt(format!(
+            "unknown old schema version {v}"
+        ))),
     }
 }
 
@@ -68,18 +89,21 @@ pub fn write_version(store: &Store, version: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Opens every table it visits (creating the missing ones).
+struct Create<'t>(&'t redb::WriteTransaction);
+
+impl tables::TableVisitor for Create<'_> {
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: redb::TableDefinition<'static, K, V>,
+    ) -> Result<(), StoreError> {
+        self.0.open_table(table)?;
+        Ok(())
+    }
+}
+
 /// Open every table once so that read transactions never meet a missing table.
 fn create_tables(store: &Store) -> Result<(), StoreError> {
-    struct Create<'t>(&'t redb::WriteTransaction);
-    impl tables::TableVisitor for Create<'_> {
-        fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
-            &mut self,
-            table: redb::TableDefinition<'static, K, V>,
-        ) -> Result<(), StoreError> {
-            self.0.open_table(table)?;
-            Ok(())
-        }
-    }
     let txn = store.write()?;
     tables::visit_all(&mut Create(&txn))?;
     txn.commit()?;
@@ -89,6 +113,26 @@ fn create_tables(store: &Store) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_1_file_migrates_to_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        {
+            let s = Store::open(&path).unwrap();
+            // Make it look like a version-1 file: version 1, none of the new tables.
+            let txn = s.write().unwrap();
+            txn.delete_table(tables::GROUPS).unwrap();
+            txn.delete_table(tables::MESSAGE_DEADLINES).unwrap();
+            txn.commit().unwrap();
+            write_version(&s, 1).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(read_version(&s).unwrap(), Some(CURRENT_SCHEMA));
+        let txn = s.read().unwrap();
+        assert!(txn.open_table(tables::GROUPS).is_ok());
+        assert!(txn.open_table(tables::MESSAGE_DEADLINES).is_ok());
+    }
 
     #[test]
     fn newer_schema_is_refused_with_a_clear_message() {

@@ -67,10 +67,11 @@ pub const CONNECTIONS: TableDefinition<Id, &[u8]> = TableDefinition::new("connec
 pub const CONNECTION_SECRETS: TableDefinition<(Id, Id), &[u8]> =
     TableDefinition::new("connection_secrets_v1");
 
-/// Message queues, one per conversation (a connection id; group ids will share it). Key:
+/// Message queues, one per conversation (a connection id or a group id). Key:
 /// `(conversation id, sequence number)`, numbered from 1 in order of arrival. Value:
-/// `MessageRecord` (`chat/mod.rs`): Fernet ciphertext under the conversation's key and the
-/// sender's signature.
+/// `MessageRecord` (`chat/mod.rs`): Fernet ciphertext under the conversation's key (for a
+/// group, the key of the epoch named in the record), the self-destruct deadline if any,
+/// and the sender's signature.
 pub const MESSAGES: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("messages_v1");
 
 /// Messages not yet delivered to a recipient (by `/chat/poll`, the chat page or its live
@@ -81,6 +82,56 @@ pub const UNDELIVERED: TableDefinition<(Id, Id, u64), ()> = TableDefinition::new
 /// when messages are deleted. Key: conversation id. Value: the last sequence number.
 pub const CONVERSATION_TO_LAST_SEQ: TableDefinition<Id, u64> =
     TableDefinition::new("conversation_to_last_seq_v1");
+
+/// Self-destruct deadlines, so that the sweeper finds due messages without scanning
+/// `MESSAGES`. Key: `(deadline in Unix seconds, conversation id, sequence number)`. Value:
+/// nothing. A row exists exactly while its message does.
+pub const MESSAGE_DEADLINES: TableDefinition<(i64, Id, u64), ()> =
+    TableDefinition::new("message_deadlines_v1");
+
+/// Per-member settings. Key: member id. Value: `MemberSettingsRecord`
+/// (`chat/signing.rs`): the signature scheme the member signs new connections and groups
+/// with. No row: the defaults (RSA-PSS).
+pub const MEMBER_SETTINGS: TableDefinition<Id, &[u8]> = TableDefinition::new("member_settings_v1");
+
+/// Group chats. Key: group id (the id in `/chat/group/<id>`). Value: `GroupRecord`
+/// (`groups/mod.rs`): creator, current key epoch, and the group's name sealed under the
+/// group's name key.
+pub const GROUPS: TableDefinition<Id, &[u8]> = TableDefinition::new("groups_v1");
+
+/// Members of groups, current and former. Key: `(group id, member id)`. Value:
+/// `MembershipRecord` (`groups/mod.rs`): active (with the epoch and first message they
+/// joined at) or left, and the public half of the member's signing key for this group in
+/// clear (kept after leaving, so that their messages still verify).
+pub const GROUP_MEMBERS: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("group_members_v1");
+
+/// Index of `GROUP_MEMBERS` by member. Key: `(member id, group id)`. Value: nothing.
+pub const MEMBER_TO_GROUPS: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("member_to_groups_v1");
+
+/// Group keys, one per membership epoch, wrapped for each member of that epoch. Key:
+/// `(group id, epoch, member id)`. Value: `EpochKeyRecord` (`groups/keys.rs`): the
+/// epoch's Fernet key RSA-OAEP-SHA256-wrapped to the member's delivery key, re-sealed
+/// under their `data_key` on first use. A member's rows go when they leave.
+pub const GROUP_EPOCH_KEYS: TableDefinition<(Id, u32, Id), &[u8]> =
+    TableDefinition::new("group_epoch_keys_v1");
+
+/// Each current member's own secrets of a group: their signing private key for this
+/// group and the group's name key. Key: `(group id, member id)`. Value:
+/// `MemberSecretsRecord` (`groups/keys.rs`), sealed under the member's `data_key`.
+pub const GROUP_MEMBER_SECRETS: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("group_member_secrets_v1");
+
+/// Pending invitations to groups. Key: `(invitee id, group id)`. Value: `InviteRecord`
+/// (`groups/mod.rs`): who invited, when (day), and the group's name key sealed to the
+/// invitee's delivery key.
+pub const GROUP_INVITES: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("group_invites_v1");
+
+/// Index of `GROUP_INVITES` by group. Key: `(group id, invitee id)`. Value: nothing.
+pub const GROUP_TO_INVITEES: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("group_to_invitees_v1");
 
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
@@ -110,5 +161,14 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(MESSAGES)?;
     v.visit(UNDELIVERED)?;
     v.visit(CONVERSATION_TO_LAST_SEQ)?;
+    v.visit(MESSAGE_DEADLINES)?;
+    v.visit(MEMBER_SETTINGS)?;
+    v.visit(GROUPS)?;
+    v.visit(GROUP_MEMBERS)?;
+    v.visit(MEMBER_TO_GROUPS)?;
+    v.visit(GROUP_EPOCH_KEYS)?;
+    v.visit(GROUP_MEMBER_SECRETS)?;
+    v.visit(GROUP_INVITES)?;
+    v.visit(GROUP_TO_INVITEES)?;
     Ok(())
 }

@@ -55,6 +55,7 @@ pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
                         @if let Some(name) = &ctx.user {
                             a href="/files" { "Files" }
                             a href="/connections" { "Connections" }
+                            a href="/chat/groups" { "Groups" }
                             a href="/settings" { "Settings" }
                             span.muted { "Logged in as " strong { (name) } }
                             form method="post" action="/logout" {

@@ -14,6 +14,7 @@ use crate::accounts::handlers as accounts;
 use crate::chat::handlers::{self as chat, ChatRoute};
 use crate::connections::handlers::{self as connections, ConnectionsRoute};
 use crate::files::handlers as files;
+use crate::groups::handlers::{self as groups, GroupRoute};
 use crate::store::Id;
 
 /// Every route. Path parameters are decoded into owned values (a file id that is not
@@ -28,6 +29,7 @@ enum Route {
     SettingsPassword,
     SettingsDestruction,
     SettingsDelete,
+    SettingsSignature,
     Files,
     FileUpload,
     File(Id),
@@ -39,6 +41,7 @@ enum Route {
     Profile(String),
     Connections(ConnectionsRoute),
     Chat(ChatRoute),
+    Group(GroupRoute),
     Asset(&'static Asset),
 }
 
@@ -61,6 +64,7 @@ impl Route {
             ["settings", "password"] => Route::SettingsPassword,
             ["settings", "destruction-password"] => Route::SettingsDestruction,
             ["settings", "delete"] => Route::SettingsDelete,
+            ["settings", "signature"] => Route::SettingsSignature,
             ["files"] => Route::Files,
             ["file", "upload"] => Route::FileUpload,
             ["file", id] => Route::File(crate::files::id_from_url(id)?),
@@ -79,6 +83,8 @@ impl Route {
             other => {
                 if let Some(r) = ConnectionsRoute::resolve(other) {
                     Route::Connections(r)
+                } else if let Some(r) = GroupRoute::resolve(other) {
+                    Route::Group(r)
                 } else {
                     Route::Chat(ChatRoute::resolve(other)?)
                 }
@@ -95,7 +101,9 @@ impl Route {
             | Route::File(_)
             | Route::FileRaw(_)
             | Route::Profile(_) => GET,
-            Route::Register | Route::Login | Route::FileUpload => GET_POST,
+            Route::Register | Route::Login | Route::FileUpload | Route::SettingsSignature => {
+                GET_POST
+            }
             Route::Logout
             | Route::SettingsPassword
             | Route::SettingsDestruction
@@ -106,6 +114,7 @@ impl Route {
             | Route::FileRevoke(_) => POST,
             Route::Connections(r) => r.allow(),
             Route::Chat(r) => r.allow(),
+            Route::Group(r) => r.allow(),
         }
     }
 }
@@ -128,6 +137,8 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::SettingsPassword if post => accounts::change_password(ctx, req).await,
         Route::SettingsDestruction if post => accounts::change_destruction(ctx, req).await,
         Route::SettingsDelete if post => accounts::delete_account(ctx, req).await,
+        Route::SettingsSignature if get => crate::chat::signing::settings_page(ctx, req).await,
+        Route::SettingsSignature if post => crate::chat::signing::settings_submit(ctx, req).await,
         Route::Files if get => files::list(ctx, req).await,
         Route::FileUpload if get => files::upload_form(ctx, req).await,
         Route::FileUpload if post => files::upload_submit(ctx, req).await,
@@ -140,6 +151,7 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::Profile(name) if get => crate::profile::show(ctx, req, name).await,
         Route::Connections(r) if r.accepts(get, post) => connections::dispatch(ctx, req, r).await,
         Route::Chat(r) if r.accepts(get, post) => chat::dispatch(ctx, req, r).await,
+        Route::Group(r) if r.accepts(get, post) => groups::dispatch(ctx, req, r).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
@@ -172,7 +184,7 @@ fn percent_decode(segment: &str) -> Option<String> {
 /// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`): the
 /// live stream, and the stylesheet and icon, which must not keep an idle session alive.
 pub fn is_passive(path: &str) -> bool {
-    assets::find(path).is_some() || chat::is_passive(path)
+    assets::find(path).is_some() || chat::is_passive(path) || groups::is_passive(path)
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.

@@ -406,7 +406,9 @@ async fn nothing_of_a_conversation_is_readable_at_rest() {
             .unwrap();
         secrets_bytes.push(side.chat_key.expose().to_vec());
         secrets_bytes.push(side.chat_key.to_base64().as_bytes().to_vec());
-        let SigningKey::RsaPss(k) = side.signing_key().unwrap();
+        let SigningKey::RsaPss(k) = side.signing_key().unwrap() else {
+            panic!("RSA-PSS is the default scheme");
+        };
         let der = k.to_der().unwrap().to_vec();
         // Slices of the private parts (the first ~300 bytes hold the public modulus).
         let mid = der.len() / 2;
@@ -685,7 +687,9 @@ async fn a_tampered_or_replayed_message_is_never_shown_as_verified() {
     };
     let (mut first, mut second, third) = (load(1), load(2), load(3));
     // 1: a flipped signature bit.
-    let Signature::RsaPss(sig) = &mut first.signature;
+    let Signature::RsaPss(sig) = &mut first.signature else {
+        panic!("RSA-PSS is the default scheme");
+    };
     sig[10] ^= 1;
     // 2: the ciphertext of another message under the same key.
     second.ciphertext = third.ciphertext.clone();

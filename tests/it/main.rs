@@ -17,6 +17,7 @@ mod accounts;
 mod chat;
 mod connections;
 mod files;
+mod groups;
 mod onion;
 mod ops;
 mod tornet;

@@ -91,6 +91,9 @@ pub struct Config {
     /// (dotted keys, e.g. `"credentials_enable_service": false`).
     pub extra_prefs: serde_json::Map<String, Value>,
     pub page_load_timeout_ms: u64,
+    /// W3C `pageLoadStrategy`: "normal" waits for `load`, which a page with a live
+    /// stream frame never reaches; "eager" waits for the document only.
+    pub page_load_strategy: &'static str,
     /// W3C `acceptInsecureCerts` (self-signed TLS in tests).
     pub accept_insecure_certs: bool,
     /// Keep the profile dir (and chromedriver log) after drop, for debugging.
@@ -112,6 +115,7 @@ impl Default for Config {
             extra_args: Vec::new(),
             extra_prefs: serde_json::Map::new(),
             page_load_timeout_ms: 30_000,
+            page_load_strategy: "normal",
             accept_insecure_certs: false,
             keep_profile: std::env::var_os("GC_KEEP_PROFILE").is_some(),
             verbose_driver_log: false,
@@ -144,7 +148,7 @@ impl Config {
         json!({
             "capabilities": {
                 "alwaysMatch": {
-                    "pageLoadStrategy": "normal",
+                    "pageLoadStrategy": self.page_load_strategy,
                     "acceptInsecureCerts": self.accept_insecure_certs,
                     "timeouts": { "pageLoad": self.page_load_timeout_ms, "script": 10_000, "implicit": 0 },
                     "goog:chromeOptions": opts

@@ -1,0 +1,476 @@
+//! Group benchmark: the time to post to a group of 50 members (p50, p99), over HTTP as a
+//! browser posts the group page's form, while every other member holds the group's live
+//! stream open; and the time until the message has appeared in all of those streams.
+//! Also the server-side part alone (`groups::send`: seal, sign, one durable commit).
+//!
+//! ```sh
+//! cargo bench --bench groups                         # 50 members, 200 posts, RSA-PSS
+//! GC_BENCH_SCHEME=dsa cargo bench --bench groups     # the sender signs with DSA
+//! GC_BENCH_MEMBERS=20 GC_BENCH_POSTS=500 cargo bench --bench groups
+//! ```
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs as a quick smoke test
+//! with a handful of members, so the code stays working.
+//!
+//! One process: the real server (in-process, plain-HTTP door on loopback) and its clients
+//! (one connection per stream and per post) share the cores, so the figures are an upper
+//! bound for the server side. Setup goes through the library (accounts with the fast test
+//! KDF, delivery and signing keys copied from one pre-generated pair: generating fifty
+//! would take minutes, and the measured costs depend on the key size only); members then
+//! log in, open their streams and post over HTTP.
+//!
+//! Knobs (environment): `GC_BENCH_MEMBERS` (default 50), `GC_BENCH_POSTS` (default 200),
+//! `GC_BENCH_RSA_BITS` (default 3072, the production default), `GC_BENCH_SCHEME`
+//! (`rsa` or `dsa`, the scheme of every member's group key; default `rsa`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    reason = "a benchmark binary: failing loudly is what it should do, and it reports on stdout"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+
+use ghostcache::accounts::{self, LoginOutcome, Username};
+use ghostcache::app::{self, StartOptions};
+use ghostcache::clock::Clock;
+use ghostcache::config::Config;
+use ghostcache::connections::keys::SigningKey;
+use ghostcache::crypto::SecretKey;
+use ghostcache::crypto::b64url;
+use ghostcache::crypto::dsa_keys::{DsaParams, DsaPrivate};
+use ghostcache::crypto::rsa_keys::RsaPrivate;
+use ghostcache::store::{Id, Store};
+
+const PASSWORD: &str = "bench password 0001";
+const DESTRUCTION: &str = "bench destroy 000001";
+
+struct Settings {
+    members: usize,
+    posts: usize,
+    rsa_bits: usize,
+    dsa: bool,
+    smoke: bool,
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        // `cargo bench` passes --bench; `cargo test --all-targets` does not.
+        let smoke = !std::env::args().any(|a| a == "--bench");
+        let (members, posts) = if smoke { (4, 8) } else { (50, 200) };
+        Self {
+            members: env_or("GC_BENCH_MEMBERS", members).max(2),
+            posts: env_or("GC_BENCH_POSTS", posts).max(1),
+            rsa_bits: env_or("GC_BENCH_RSA_BITS", if smoke { 2048 } else { 3072 }),
+            dsa: std::env::var("GC_BENCH_SCHEME").is_ok_and(|v| v == "dsa"),
+            smoke,
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    cookies: &str,
+    body: Option<String>,
+) -> (StatusCode, hyper::HeaderMap, Incoming) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(b))),
+        None => req.body(Full::new(Bytes::new())),
+    }
+    .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    (parts.status, parts.headers, body)
+}
+
+async fn text(body: Incoming) -> String {
+    String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned()
+}
+
+fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let pair = v.split(';').next()?;
+            let (k, value) = pair.split_once('=')?;
+            (k == name).then(|| value.to_owned())
+        })
+}
+
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_owned()
+}
+
+/// Log in through the pages; the session cookie and its CSRF token.
+async fn login(addr: SocketAddr, name: &str) -> (String, String) {
+    let (_, headers, body) = request(addr, Method::GET, "/login", "", None).await;
+    let pre = set_cookie(&headers, "gc_pre").unwrap();
+    let csrf = csrf_of(&text(body).await);
+    let form = format!(
+        "csrf={csrf}&username={name}&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let (status, headers, _) = request(
+        addr,
+        Method::POST,
+        "/login",
+        &format!("gc_pre={pre}"),
+        Some(form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "login of a bench member");
+    let cookie = format!("gc_session={}", set_cookie(&headers, "gc_session").unwrap());
+    let (_, _, body) = request(addr, Method::GET, "/chat/groups", &cookie, None).await;
+    let csrf = csrf_of(&text(body).await);
+    (cookie, csrf)
+}
+
+/// Read one live stream, reporting each bench marker (`bench:<n>:`) as it arrives.
+async fn read_stream(
+    mut body: Incoming,
+    ready: mpsc::UnboundedSender<()>,
+    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
+) {
+    let mut carry = String::new();
+    let mut announced = false;
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        carry.push_str(&String::from_utf8_lossy(&data));
+        if !announced && carry.contains("class=\"live\"") {
+            announced = true;
+            let _ = ready.send(());
+        }
+        while let Some(at) = carry.find("bench:") {
+            let rest = &carry[at + 6..];
+            let Some(end) = rest.find(':') else {
+                break;
+            };
+            if let Ok(n) = rest[..end].parse::<usize>() {
+                let _ = arrivals.send((n, Instant::now()));
+            }
+            carry = rest[end..].to_owned();
+        }
+        if carry.len() > 4096 {
+            carry = carry[carry.len() - 64..].to_owned();
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<44} n={:<4} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        v.len(),
+        ms(percentile(&v, 0.5)),
+        ms(percentile(&v, 0.99)),
+        ms(*v.last().unwrap())
+    );
+}
+
+fn main() {
+    let s = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(s));
+}
+
+/// A signing key copied from a template (so that setup does not generate fifty).
+fn signing_copy(template: &SigningKey) -> SigningKey {
+    let (scheme, der) = template.to_tagged_der().unwrap();
+    SigningKey::from_tagged_der(scheme, &der).unwrap()
+}
+
+async fn run(s: Settings) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut config = Config {
+        data_dir: Some(dir.path().join("data")),
+        ..Config::default()
+    };
+    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.server.no_tor = true;
+    config.crypto.rsa_bits = s.rsa_bits;
+    config.crypto.rsa_pool_size = 1;
+    config.rate_limits.messages_per_minute = 1_000_000;
+    config.rate_limits.login_per_username_per_minute = 1_000_000;
+    config.chat.max_group_members = s.members.max(2);
+    config.chat.stream_lifetime_secs = 3600;
+    let options = StartOptions {
+        clock: Clock::system(),
+        danger_fast_kdf: true,
+    };
+    let app = app::start(config, options).await.unwrap();
+    let addr = app.listen_addr.unwrap();
+    let state = Arc::clone(&app.state);
+    let store: Store = state.store.clone();
+    println!(
+        "group benchmark: {} members, {} posts, RSA {} bits, group keys {}{}",
+        s.members,
+        s.posts,
+        s.rsa_bits,
+        if s.dsa { "DSA 2048/256" } else { "RSA-PSS" },
+        if s.smoke { " (smoke run)" } else { "" }
+    );
+
+    // Setup through the library.
+    let t = Instant::now();
+    let bits = s.rsa_bits;
+    let dsa = s.dsa;
+    let (delivery_der, signing_template) = tokio::task::spawn_blocking(move || {
+        let delivery = RsaPrivate::generate(bits).unwrap().to_der().unwrap();
+        let signing = if dsa {
+            SigningKey::Dsa(DsaPrivate::generate(&DsaParams::generate()))
+        } else {
+            SigningKey::RsaPss(RsaPrivate::generate(bits).unwrap())
+        };
+        (delivery, signing)
+    })
+    .await
+    .unwrap();
+    let signing_template = Arc::new(signing_template);
+    let delivery_der = Arc::new(delivery_der.to_vec());
+    let n = s.members;
+    let template = Arc::clone(&signing_template);
+    let group: Id = store
+        .run(move |store| {
+            let kdf = ghostcache::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            };
+            let dummy = accounts::DummyCredentials::new(kdf);
+            let mut members: Vec<(Id, SecretKey)> = Vec::with_capacity(n);
+            for i in 0..n {
+                let name = Username::parse(&format!("member{i:03}")).unwrap();
+                let delivery = RsaPrivate::from_der(&delivery_der).unwrap();
+                accounts::create_account(
+                    store,
+                    &name,
+                    PASSWORD.as_bytes(),
+                    DESTRUCTION.as_bytes(),
+                    kdf,
+                    delivery,
+                    0,
+                )?
+                .unwrap();
+                let LoginOutcome::Success {
+                    user_id, data_key, ..
+                } = accounts::check_login(store, &name, PASSWORD.as_bytes(), &dummy)?
+                else {
+                    panic!("bench login");
+                };
+                members.push((user_id, data_key));
+            }
+            let (creator, creator_key) = &members[0];
+            for (i, (other, other_key)) in members.iter().enumerate().skip(1) {
+                let c =
+                    ghostcache::connections::request(store, creator, &format!("member{i:03}"), 0)?
+                        .unwrap();
+                ghostcache::connections::accept(
+                    store,
+                    &c,
+                    other,
+                    other_key,
+                    &signing_copy(&template),
+                    &signing_copy(&template),
+                    0,
+                )?
+                .unwrap();
+            }
+            let g = ghostcache::groups::create(
+                store,
+                creator,
+                creator_key,
+                "bench",
+                &signing_copy(&template),
+                0,
+            )?;
+            for (i, (other, other_key)) in members.iter().enumerate().skip(1) {
+                ghostcache::groups::invite(
+                    store,
+                    &g,
+                    creator,
+                    creator_key,
+                    &format!("member{i:03}"),
+                    n,
+                    0,
+                )?
+                .unwrap()
+                .unwrap();
+                ghostcache::groups::accept(
+                    store,
+                    &g,
+                    other,
+                    other_key,
+                    &signing_copy(&template),
+                    0,
+                )?
+                .unwrap();
+            }
+            Ok(g)
+        })
+        .await
+        .unwrap();
+    println!("setup: {:.1} s", t.elapsed().as_secs_f64());
+    let gid = b64url(&group);
+
+    // Every member but the sender logs in and opens the group's live stream.
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (arrive_tx, mut arrive_rx) = mpsc::unbounded_channel();
+    for i in 1..s.members {
+        let (cookie, _) = login(addr, &format!("member{i:03}")).await;
+        let (status, _, body) = request(
+            addr,
+            Method::GET,
+            &format!("/chat/group/{gid}/live?after=0"),
+            &cookie,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        tokio::spawn(read_stream(body, ready_tx.clone(), arrive_tx.clone()));
+    }
+    for _ in 1..s.members {
+        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let (cookie, csrf) = login(addr, "member000").await;
+    let page = format!("/chat/group/{gid}");
+    // Warm up (first use of keys re-seals them; caches).
+    for w in 0..3 {
+        let form = format!("csrf={csrf}&message=warmup+{w}&timer=");
+        let (status, _, _) = request(addr, Method::POST, &page, &cookie, Some(form)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+
+    // Posts over HTTP, one at a time; each waits until every stream has shown it.
+    let listeners = s.members - 1;
+    let mut post = Vec::with_capacity(s.posts);
+    let mut arrival = Vec::with_capacity(s.posts);
+    for n in 0..s.posts {
+        let form = format!("csrf={csrf}&message=bench:{n}:+hello+group&timer=");
+        let start = Instant::now();
+        let (status, _, _) = request(addr, Method::POST, &page, &cookie, Some(form)).await;
+        post.push(start.elapsed());
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let mut seen = 0;
+        let mut last = start;
+        while seen < listeners {
+            let (m, at) = tokio::time::timeout(Duration::from_secs(30), arrive_rx.recv())
+                .await
+                .expect("a stream fell silent")
+                .unwrap();
+            if m == n {
+                seen += 1;
+                last = last.max(at);
+            }
+        }
+        arrival.push(last - start);
+    }
+    report("POST to the group (HTTP, 303 back)", post);
+    report("post -> shown in every member's live stream", arrival);
+
+    // The server-side part alone: seal, sign, store (durable), no HTTP, no streams.
+    let sender = ghostcache::accounts::find_user(&store, &Username::parse("member000").unwrap())
+        .unwrap()
+        .unwrap()
+        .0;
+    let (_, _, body) = request(addr, Method::GET, "/", &cookie, None).await;
+    drop(text(body).await);
+    let session_key = {
+        let kdf = ghostcache::crypto::KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let dummy = accounts::DummyCredentials::new(kdf);
+        match accounts::check_login(
+            &store,
+            &Username::parse("member000").unwrap(),
+            PASSWORD.as_bytes(),
+            &dummy,
+        )
+        .unwrap()
+        {
+            LoginOutcome::Success { data_key, .. } => data_key,
+            _ => panic!("bench login"),
+        }
+    };
+    let posts = s.posts;
+    let direct = store
+        .run(move |store| {
+            let mut out = Vec::with_capacity(posts);
+            for i in 0..posts {
+                let t = Instant::now();
+                ghostcache::groups::send(
+                    store,
+                    &group,
+                    &sender,
+                    &session_key,
+                    &format!("direct {i}"),
+                    0,
+                    None,
+                )?
+                .unwrap();
+                out.push(t.elapsed());
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap();
+    report("groups::send (seal, sign, durable commit)", direct);
+    app.shutdown().await;
+}

@@ -1,0 +1,281 @@
+//! Group rules at the level of keys and rows (the HTTP tests prove the same through the
+//! pages): who holds which epoch key, and that nothing else opens a message.
+
+use redb::ReadableTableMetadata;
+
+use super::*;
+use crate::accounts::{LoginOutcome, Username};
+use crate::chat::Verification;
+use crate::crypto::KdfParams;
+use crate::crypto::rsa_keys::RsaPrivate;
+
+const FAST: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+struct Member {
+    id: Id,
+    data_key: SecretKey,
+}
+
+fn member(store: &Store, name: &str) -> Member {
+    let username = Username::parse(name).unwrap();
+    let delivery = RsaPrivate::generate(2048).unwrap();
+    crate::accounts::create_account(
+        store,
+        &username,
+        b"pw-1234567",
+        b"pw-7654321",
+        FAST,
+        delivery,
+        0,
+    )
+    .unwrap()
+    .unwrap();
+    let dummy = crate::accounts::DummyCredentials::new(FAST);
+    match crate::accounts::check_login(store, &username, b"pw-1234567", &dummy).unwrap() {
+        LoginOutcome::Success {
+            user_id, data_key, ..
+        } => Member {
+            id: user_id,
+            data_key,
+        },
+        _ => panic!("login failed"),
+    }
+}
+
+fn signing() -> SigningKey {
+    SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap())
+}
+
+fn connect(store: &Store, a: &Member, b: &Member, name_b: &str) {
+    let id = crate::connections::request(store, &a.id, name_b, 0)
+        .unwrap()
+        .unwrap();
+    crate::connections::accept(store, &id, &b.id, &b.data_key, &signing(), &signing(), 0)
+        .unwrap()
+        .unwrap();
+}
+
+fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    store: &Store,
+    table: redb::TableDefinition<K, V>,
+) -> u64 {
+    store
+        .read()
+        .unwrap()
+        .open_table(table)
+        .unwrap()
+        .len()
+        .unwrap()
+}
+
+/// The stored ciphertext of message `seq` of `group`.
+fn ciphertext(store: &Store, group: &Id, seq: u64) -> String {
+    let txn = store.read().unwrap();
+    let table = txn.open_table(MESSAGES).unwrap();
+    let bytes = table.get((*group, seq)).unwrap().unwrap();
+    MessageRecord::decode(bytes.value()).unwrap().ciphertext
+}
+
+fn opens_with_any(keys: &BTreeMap<u32, SecretKey>, token: &str) -> bool {
+    keys.values().any(|k| k.open(token).is_ok())
+}
+
+#[test]
+fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let (a, b, c) = (
+        member(&store, "anna"),
+        member(&store, "bert"),
+        member(&store, "cleo"),
+    );
+    connect(&store, &a, &b, "bert");
+    connect(&store, &a, &c, "cleo");
+
+    let g = create(&store, &a.id, &a.data_key, "Friends", &signing(), 0).unwrap();
+    invite(&store, &g, &a.id, &a.data_key, "bert", 50, 0)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        open(&store, &g, &b.id, &b.data_key).unwrap().is_none(),
+        "invited is not in"
+    );
+    accept(&store, &g, &b.id, &b.data_key, &signing(), 0)
+        .unwrap()
+        .unwrap();
+    let m1 = send(&store, &g, &a.id, &a.data_key, "before cleo", 1, None)
+        .unwrap()
+        .unwrap();
+
+    invite(&store, &g, &a.id, &a.data_key, "cleo", 50, 0)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    accept(&store, &g, &c.id, &c.data_key, &signing(), 0)
+        .unwrap()
+        .unwrap();
+    let view_c = open(&store, &g, &c.id, &c.data_key).unwrap().unwrap();
+    assert_eq!(view_c.epoch, 3, "create, bert joins, cleo joins");
+    assert_eq!(
+        view_c.epoch_keys.keys().copied().collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert!(!opens_with_any(
+        &view_c.epoch_keys,
+        &ciphertext(&store, &g, m1.seq)
+    ));
+    assert!(view_c.history(&store, None, 50).unwrap().0.is_empty());
+    assert!(view_c.message(&store, m1.seq).unwrap().is_none());
+
+    let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
+    assert_eq!(
+        view_b.epoch_keys.keys().copied().collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let before_leaving = view_b.epoch_keys;
+    let left = leave(&store, &g, &b.id).unwrap().unwrap();
+    assert_eq!(left.remaining.len(), 2);
+    let m2 = send(&store, &g, &a.id, &a.data_key, "after bert", 2, None)
+        .unwrap()
+        .unwrap();
+    assert!(open(&store, &g, &b.id, &b.data_key).unwrap().is_none());
+    assert!(!opens_with_any(
+        &before_leaving,
+        &ciphertext(&store, &g, m2.seq)
+    ));
+    let txn = store.read().unwrap();
+    let keys = txn.open_table(GROUP_EPOCH_KEYS).unwrap();
+    for row in keys.iter().unwrap() {
+        let (k, _) = row.unwrap();
+        assert_ne!(k.value().2, b.id, "bert holds no key row any more");
+    }
+    drop(keys);
+    drop(txn);
+
+    let view_c = open(&store, &g, &c.id, &c.data_key).unwrap().unwrap();
+    let (shown, _) = view_c.history(&store, None, 50).unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].text.as_deref(), Some("after bert"));
+    assert_eq!(shown[0].status, Verification::Verified);
+    let view_a = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap();
+    let (shown, _) = view_a.history(&store, None, 50).unwrap();
+    let texts: Vec<_> = shown.iter().filter_map(|m| m.text.clone()).collect();
+    assert_eq!(texts, vec!["before cleo", "after bert"]);
+
+    // Cleo sends; then her account is deleted: her rows and messages go, a new epoch starts.
+    send(&store, &g, &c.id, &c.data_key, "cleo here", 3, None)
+        .unwrap()
+        .unwrap();
+    let before = rows(&store, MESSAGES);
+    crate::accounts::delete_member(&store, &c.id).unwrap();
+    assert_eq!(rows(&store, MESSAGES), before - 1);
+    let view_a = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap();
+    assert_eq!(
+        view_a.epoch, 5,
+        "created, bert, cleo, bert left, cleo deleted"
+    );
+    assert_eq!(view_a.members.len(), 1);
+    assert!(!view_a.knows(&c.id));
+}
+
+#[test]
+fn creator_role_passes_on_and_the_last_one_out_deletes_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let (a, b) = (member(&store, "anna"), member(&store, "bert"));
+    connect(&store, &a, &b, "bert");
+    let g = create(&store, &a.id, &a.data_key, "Two", &signing(), 0).unwrap();
+    invite(&store, &g, &a.id, &a.data_key, "bert", 50, 0)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // Not the creator: cannot invite or remove.
+    accept(&store, &g, &b.id, &b.data_key, &signing(), 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        invite(&store, &g, &b.id, &b.data_key, "anna", 50, 0)
+            .unwrap()
+            .unwrap()
+            .unwrap_err(),
+        InviteError::NotCreator
+    );
+    assert!(matches!(
+        remove(&store, &g, &b.id, &a.id).unwrap().unwrap(),
+        Err(RemoveError::NotCreator)
+    ));
+    send(&store, &g, &a.id, &a.data_key, "hi", 1, Some(30))
+        .unwrap()
+        .unwrap();
+    leave(&store, &g, &a.id).unwrap().unwrap();
+    let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
+    assert!(view_b.i_am_creator());
+    let gone = leave(&store, &g, &b.id).unwrap().unwrap();
+    assert!(gone.group_deleted);
+    for n in [
+        rows(&store, GROUPS),
+        rows(&store, GROUP_MEMBERS),
+        rows(&store, GROUP_EPOCH_KEYS),
+        rows(&store, GROUP_MEMBER_SECRETS),
+        rows(&store, MEMBER_TO_GROUPS),
+        rows(&store, MESSAGES),
+        rows(&store, crate::store::tables::MESSAGE_DEADLINES),
+    ] {
+        assert_eq!(n, 0);
+    }
+}
+
+#[test]
+fn a_group_is_full_at_its_limit_and_invites_only_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let (a, b, c) = (
+        member(&store, "anna"),
+        member(&store, "bert"),
+        member(&store, "cleo"),
+    );
+    connect(&store, &a, &b, "bert");
+    let g = create(&store, &a.id, &a.data_key, "Small", &signing(), 0).unwrap();
+    assert_eq!(
+        invite(&store, &g, &a.id, &a.data_key, "cleo", 50, 0)
+            .unwrap()
+            .unwrap()
+            .unwrap_err(),
+        InviteError::NotConnected
+    );
+    assert_eq!(
+        invite(&store, &g, &a.id, &a.data_key, "nobody", 50, 0)
+            .unwrap()
+            .unwrap()
+            .unwrap_err(),
+        InviteError::NotConnected
+    );
+    assert_eq!(
+        invite(&store, &g, &a.id, &a.data_key, "bert", 1, 0)
+            .unwrap()
+            .unwrap()
+            .unwrap_err(),
+        InviteError::Full(1)
+    );
+    assert!(
+        invite(&store, &g, &c.id, &c.data_key, "bert", 50, 0)
+            .unwrap()
+            .is_none(),
+        "a non-member learns nothing"
+    );
+    assert_eq!(rows(&store, GROUP_INVITES), 0);
+}
+
+#[test]
+fn names_are_checked() {
+    assert_eq!(clean_name("  Book club "), Ok("Book club".into()));
+    assert_eq!(clean_name("   "), Err(NameError::Empty));
+    assert_eq!(clean_name(&"x".repeat(65)), Err(NameError::TooLong));
+    assert_eq!(clean_name("a\nb"), Err(NameError::ControlCharacters));
+    assert_eq!(clean_name(&"é".repeat(64)).unwrap().chars().count(), 64);
+}
