@@ -287,7 +287,9 @@ fn status(args: ConfigArgs) -> ExitCode {
 /// Read a file key from a file or standard input, into zeroizing memory.
 fn read_key(path: &std::path::Path) -> Result<crate::crypto::SecretKey, String> {
     use std::io::Read;
-    let mut text = zeroize::Zeroizing::new(String::new());
+    // Room for everything `take(1024)` lets through, so the buffer never grows: growing
+    // would leave unzeroized copies of the key in freed memory.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(1024));
     let read = if path.as_os_str() == "-" {
         std::io::stdin().take(1024).read_to_string(&mut text)
     } else {

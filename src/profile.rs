@@ -2,7 +2,8 @@
 //!
 //! A profile is made of sections that each feature contributes; for now the only one is
 //! the files its owner shared with the viewer. A name that does not exist answers the
-//! same 404 as any unknown address; logged-out visitors are sent to the login page
+//! same 404 as any unknown address, and so does the name of a member who denied or
+//! blocked the viewer or whom the viewer blocked; logged-out visitors are sent to the login page
 //! whatever the name, so the page tells them nothing.
 
 use hyper::body::Incoming;
@@ -24,18 +25,32 @@ pub async fn show(
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
+    // A profile tells whether a name exists, as a search does: it spends the same quota,
+    // before the lookup, so that existing and unknown names cost the same.
+    if !ctx.state.limits.search_allowed(&session.user_id) {
+        return Err(AppError::TooManyRequests);
+    }
     let Ok(username) = Username::parse(&name) else {
         return Err(AppError::NotFound);
     };
+    let me = session.user_id;
     let Some((member, record)) = ctx
         .state
         .store
-        .run(move |s| crate::accounts::find_user(s, &username))
+        .run(move |s| {
+            let Some((member, record)) = crate::accounts::find_user(s, &username)? else {
+                return Ok(None);
+            };
+            // Someone who denied or blocked the viewer, or whom the viewer blocked, does
+            // not exist for the viewer, here as in search.
+            let visible = member == me || crate::connections::visible_to(s, &me, &member)?;
+            Ok(visible.then_some((member, record)))
+        })
         .await?
     else {
         return Err(AppError::NotFound);
     };
-    let is_self = member == session.user_id;
+    let is_self = member == me;
     let mut sections = Vec::new();
     if !is_self {
         sections.push(

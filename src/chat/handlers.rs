@@ -19,6 +19,7 @@ use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::request::{media_type, read_body};
 use crate::web::response::{Body, full, html, redirect};
+use crate::web::router::{GET, GET_ONLY, GET_ONLY_POST, POST};
 use crate::web::session::Session;
 
 /// Header carrying the CSRF token of JSON requests.
@@ -41,10 +42,6 @@ pub enum ChatRoute {
     Expired(u64),
 }
 
-const GET: &str = "GET, HEAD";
-const POST: &str = "POST";
-const GET_POST: &str = "GET, HEAD, POST";
-
 impl ChatRoute {
     /// The route for a path's segments. A malformed id is no route (so: 404).
     pub fn resolve(segments: &[&str]) -> Option<Self> {
@@ -62,18 +59,12 @@ impl ChatRoute {
     /// Methods this route accepts (the `Allow` header of a 405).
     pub fn allow(&self) -> &'static str {
         match self {
-            Self::Page(_) => GET_POST,
-            Self::Live(_) | Self::Poll | Self::Online | Self::Expired(_) => GET,
+            // Reading a conversation marks its messages delivered; the live stream also
+            // makes its member online.
+            Self::Page(_) => GET_ONLY_POST,
+            Self::Live(_) | Self::Poll => GET_ONLY,
+            Self::Online | Self::Expired(_) => GET,
             Self::Send => POST,
-        }
-    }
-
-    /// Whether this route accepts the request's method.
-    pub fn accepts(&self, get: bool, post: bool) -> bool {
-        match self.allow() {
-            GET => get,
-            POST => post,
-            _ => get || post,
         }
     }
 }
@@ -112,7 +103,7 @@ pub fn is_passive(path: &str) -> bool {
     matches!(ChatRoute::resolve(&segments), Some(ChatRoute::Live(_)))
 }
 
-/// Run the handler of `route` (the method was checked by `accepts`).
+/// Run the handler of `route` (the router checked the method against `allow`).
 pub async fn dispatch(
     ctx: &mut Ctx,
     req: Request<Incoming>,

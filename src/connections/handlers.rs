@@ -13,6 +13,7 @@ use crate::store::Id;
 use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::response::{Body, html, redirect};
+use crate::web::router::{GET, GET_POST, POST};
 
 /// Longest typed name echoed back into a form (longer input is not a real attempt).
 const MAX_ECHO_BYTES: usize = 64;
@@ -38,10 +39,6 @@ pub enum ConnectionsRoute {
     Unblock,
 }
 
-const GET: &str = "GET, HEAD";
-const POST: &str = "POST";
-const GET_POST: &str = "GET, HEAD, POST";
-
 impl ConnectionsRoute {
     /// The route for a path's segments. A malformed id is no route (so: 404).
     pub fn resolve(segments: &[&str]) -> Option<Self> {
@@ -66,18 +63,9 @@ impl ConnectionsRoute {
             Self::Accept(_) | Self::Deny(_) | Self::Remove(_) | Self::Block | Self::Unblock => POST,
         }
     }
-
-    /// Whether this route accepts the request's method.
-    pub fn accepts(&self, get: bool, post: bool) -> bool {
-        match self.allow() {
-            GET => get,
-            POST => post,
-            _ => get || post,
-        }
-    }
 }
 
-/// Run the handler of `route` (the method was checked by `accepts`).
+/// Run the handler of `route` (the router checked the method against `allow`).
 pub async fn dispatch(
     ctx: &mut Ctx,
     req: Request<Incoming>,
@@ -313,6 +301,11 @@ async fn block(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, 
     let form = form(ctx, req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
+    // Blocking by name answers "not found" for unknown names, so it counts against the
+    // search quota: otherwise it would be an unlimited way to test which names exist.
+    if !ctx.state.limits.search_allowed(&me) {
+        return Err(AppError::TooManyRequests);
+    }
     let name = form.text("username").to_owned();
     match ctx
         .state

@@ -263,6 +263,13 @@ fn relation(
     }
 }
 
+/// Whether a denial or a block hides `other` from `viewer`, read inside a write
+/// transaction, so that the check and what it guards commit together.
+pub fn hidden_in(txn: &WriteTransaction, viewer: &Id, other: &Id) -> Result<bool, StoreError> {
+    let (key, me) = pair_key(viewer, other);
+    Ok(load_pair(&txn.open_table(PAIRS)?, key)?.hides_other_from(me))
+}
+
 /// How `viewer` stands towards `other` (by id). `Hidden` for an id nobody has.
 pub fn relation_of(store: &Store, viewer: &Id, other: &Id) -> Result<Relation, StoreError> {
     let txn = store.read()?;
@@ -582,7 +589,8 @@ pub enum BlockError {
 }
 
 /// Block the member named `target`: their connection or request with `blocker` goes (with
-/// its messages and keys), they no longer appear to `blocker`, and `blocker` no longer
+/// its messages and keys), files either one shared with the other stop being shared,
+/// they no longer appear to `blocker`, and `blocker` no longer
 /// exists for them. Returns the removed connection and the blocked member's id, if there
 /// was a connection.
 pub fn block(
@@ -629,6 +637,8 @@ pub fn block(
         let mut index = txn.open_table(MEMBER_TO_PAIRED)?;
         index.insert((*blocker, target), ())?;
         index.insert((target, *blocker), ())?;
+        // Files either one shared with the other stop being shared.
+        crate::files::store::revoke_between_in(&txn, blocker, &target)?;
         removed
     };
     txn.commit()?;

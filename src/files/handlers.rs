@@ -543,6 +543,11 @@ pub async fn share(
         Err(page) => return Ok(page),
     };
     const NO_SUCH_MEMBER: &str = "No member has that name.";
+    // Sharing by name tells whether the name exists: it spends the search quota, before
+    // the lookup, so that existing and unknown names cost the same.
+    if !ctx.state.limits.search_allowed(&session.user_id) {
+        return Err(AppError::TooManyRequests);
+    }
     let Ok(name) = Username::parse(form.text("username")) else {
         return file_page(
             ctx,
@@ -554,10 +559,19 @@ pub async fn share(
         )
         .await;
     };
+    let me = session.user_id;
     let found = ctx
         .state
         .store
-        .run(move |s| crate::accounts::find_user(s, &name))
+        .run(move |s| {
+            let Some((member, record)) = crate::accounts::find_user(s, &name)? else {
+                return Ok(None);
+            };
+            // Someone who denied or blocked the owner, or whom the owner blocked, does not
+            // exist for the owner: sharing with them answers as for an unknown name.
+            let visible = member == me || crate::connections::visible_to(s, &me, &member)?;
+            Ok(visible.then_some((member, record)))
+        })
         .await?;
     let Some((grantee, grantee_record)) = found else {
         return file_page(
@@ -610,6 +624,17 @@ pub async fn share(
             super::id_to_url(&id)
         ))),
         GrantOutcome::Gone => Err(AppError::NotFound),
+        GrantOutcome::NoSuchMember => {
+            file_page(
+                ctx,
+                &session,
+                &v,
+                StatusCode::BAD_REQUEST,
+                Some(NO_SUCH_MEMBER),
+                None,
+            )
+            .await
+        }
     }
 }
 

@@ -242,6 +242,36 @@ pub fn delete_member_files_in(txn: &WriteTransaction, member: &Id) -> Result<(),
     Ok(())
 }
 
+/// Remove every grant between two members, both ways (inside a block's transaction):
+/// the files of either one stop being shared with the other.
+pub fn revoke_between_in(txn: &WriteTransaction, a: &Id, b: &Id) -> Result<(), StoreError> {
+    for (grantee, owner) in [(a, b), (b, a)] {
+        let mut shared = Vec::new();
+        {
+            let by_grantee = txn.open_table(GRANTEE_TO_FILES)?;
+            let files = txn.open_table(FILES)?;
+            for row in by_grantee.range((*grantee, ID_MIN)..=(*grantee, ID_MAX))? {
+                let file_id = row?.0.value().1;
+                let theirs = files
+                    .get(&file_id)?
+                    .map(|b| FileRecord::decode(b.value()))
+                    .transpose()?
+                    .is_some_and(|f| &f.owner == owner);
+                if theirs {
+                    shared.push(file_id);
+                }
+            }
+        }
+        let mut grants = txn.open_table(FILE_GRANTS)?;
+        let mut by_grantee = txn.open_table(GRANTEE_TO_FILES)?;
+        for file_id in shared {
+            grants.remove((file_id, *grantee))?;
+            by_grantee.remove((*grantee, file_id))?;
+        }
+    }
+    Ok(())
+}
+
 /// What one sweep of the files removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FileSweep {
@@ -484,6 +514,8 @@ pub enum GrantOutcome {
     AlreadyListed,
     /// The file is gone or no longer the owner's.
     Gone,
+    /// The grantee is gone, or hidden from the owner by a denial or a block.
+    NoSuchMember,
 }
 
 /// Add `grantee` to the access list of the owner's file.
@@ -505,8 +537,12 @@ pub fn grant(
         if !file.is_some_and(|f| f.complete && &f.owner == owner && f.expires_at > now) {
             return Ok(GrantOutcome::Gone);
         }
-        if txn.open_table(USERS)?.get(grantee)?.is_none() {
-            return Ok(GrantOutcome::Gone);
+        // Checked again here, in the transaction that writes the grant, so that a block
+        // committed since the handler looked cannot be undone by this grant.
+        if txn.open_table(USERS)?.get(grantee)?.is_none()
+            || crate::connections::hidden_in(&txn, owner, grantee)?
+        {
+            return Ok(GrantOutcome::NoSuchMember);
         }
         let mut grants = txn.open_table(FILE_GRANTS)?;
         if grants.get((*file_id, *grantee))?.is_some() {

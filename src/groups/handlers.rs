@@ -30,6 +30,7 @@ use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::request::Form;
 use crate::web::response::{Body, html, redirect};
+use crate::web::router::{GET, GET_ONLY, GET_ONLY_POST, POST};
 use crate::web::session::Session;
 
 /// The routes of this module.
@@ -55,10 +56,6 @@ pub enum GroupRoute {
     Live(Id),
 }
 
-const GET: &str = "GET, HEAD";
-const POST: &str = "POST";
-const GET_POST: &str = "GET, HEAD, POST";
-
 impl GroupRoute {
     /// The route for a path's segments. A malformed id is no route (so: 404).
     pub fn resolve(segments: &[&str]) -> Option<Self> {
@@ -79,23 +76,16 @@ impl GroupRoute {
     /// Methods this route accepts (the `Allow` header of a 405).
     pub fn allow(&self) -> &'static str {
         match self {
-            Self::List | Self::Live(_) => GET,
-            Self::Page(_) => GET_POST,
+            Self::List => GET,
+            // Reading a group marks its messages delivered; see `chat`.
+            Self::Live(_) => GET_ONLY,
+            Self::Page(_) => GET_ONLY_POST,
             Self::Create
             | Self::Invite
             | Self::Accept
             | Self::Decline
             | Self::Leave
             | Self::Remove => POST,
-        }
-    }
-
-    /// Whether this route accepts the request's method.
-    pub fn accepts(&self, get: bool, post: bool) -> bool {
-        match self.allow() {
-            GET => get,
-            POST => post,
-            _ => get || post,
         }
     }
 }
@@ -106,7 +96,7 @@ pub fn is_passive(path: &str) -> bool {
     matches!(GroupRoute::resolve(&segments), Some(GroupRoute::Live(_)))
 }
 
-/// Run the handler of `route` (the method was checked by `accepts`).
+/// Run the handler of `route` (the router checked the method against `allow`).
 pub async fn dispatch(
     ctx: &mut Ctx,
     req: Request<Incoming>,

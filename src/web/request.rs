@@ -71,11 +71,22 @@ impl Form {
 /// Percent-decode one form component (`+` is a space). `None` on a bad escape or on
 /// bytes that are not UTF-8.
 fn decode_component(input: &[u8]) -> Option<String> {
+    percent_decode(input, true)
+}
+
+/// Strictly percent-decode one path segment (such as the name in `/u/<name>`): `+` stays
+/// `+`. `None` on a bad escape or on bytes that are not UTF-8.
+pub fn decode_path_segment(segment: &str) -> Option<String> {
+    percent_decode(segment.as_bytes(), false)
+}
+
+/// Percent-decode, with `+` as a space when `plus_is_space` (forms) or as itself (paths).
+fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<String> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while let Some(&b) = input.get(i) {
         match b {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hi = hex_val(*input.get(i + 1)?)?;
                 let lo = hex_val(*input.get(i + 2)?)?;
@@ -182,6 +193,16 @@ mod tests {
         assert!(Form::parse(b"a=%4").is_none());
         assert!(Form::parse(b"a=%FF%FE").is_none(), "invalid UTF-8");
         assert!(Form::parse(b"a=\xff").is_none(), "raw invalid UTF-8");
+    }
+
+    #[test]
+    fn path_segments_decode_strictly_and_keep_plus() {
+        assert_eq!(decode_path_segment("a+b%20c").as_deref(), Some("a+b c"));
+        assert_eq!(decode_path_segment("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(decode_path_segment("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%ZZ", "%FF", "%C3"] {
+            assert_eq!(decode_path_segment(bad), None, "{bad}");
+        }
     }
 
     #[test]

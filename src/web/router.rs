@@ -45,9 +45,19 @@ enum Route {
     Asset(&'static Asset),
 }
 
-const GET: &str = "GET, HEAD";
-const POST: &str = "POST";
-const GET_POST: &str = "GET, HEAD, POST";
+/// The methods a route accepts, as its 405's `Allow` header lists them.
+pub const GET: &str = "GET, HEAD";
+pub const POST: &str = "POST";
+pub const GET_POST: &str = "GET, HEAD, POST";
+/// For GETs with a side effect (marking messages delivered, being online): a HEAD would
+/// cause it while its answer is thrown away, so HEAD is not offered.
+pub const GET_ONLY: &str = "GET";
+pub const GET_ONLY_POST: &str = "GET, POST";
+
+/// Whether a route whose `Allow` list is `allow` accepts `method`.
+pub fn allows(allow: &str, method: &Method) -> bool {
+    allow.split(", ").any(|m| m == method.as_str())
+}
 
 impl Route {
     fn resolve(path: &str) -> Option<Route> {
@@ -79,7 +89,7 @@ impl Route {
                     _ => return None,
                 }
             }
-            ["u", name] => Route::Profile(percent_decode(name)?),
+            ["u", name] => Route::Profile(super::request::decode_path_segment(name)?),
             other => {
                 if let Some(r) = ConnectionsRoute::resolve(other) {
                     Route::Connections(r)
@@ -149,36 +159,16 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::FileShare(id) if post => files::share(ctx, req, id).await,
         Route::FileRevoke(id) if post => files::revoke(ctx, req, id).await,
         Route::Profile(name) if get => crate::profile::show(ctx, req, name).await,
-        Route::Connections(r) if r.accepts(get, post) => connections::dispatch(ctx, req, r).await,
-        Route::Chat(r) if r.accepts(get, post) => chat::dispatch(ctx, req, r).await,
-        Route::Group(r) if r.accepts(get, post) => groups::dispatch(ctx, req, r).await,
+        Route::Connections(r) if allows(r.allow(), req.method()) => {
+            connections::dispatch(ctx, req, r).await
+        }
+        Route::Chat(r) if allows(r.allow(), req.method()) => chat::dispatch(ctx, req, r).await,
+        Route::Group(r) if allows(r.allow(), req.method()) => groups::dispatch(ctx, req, r).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
         }),
     }
-}
-
-/// Strictly percent-decode one path segment: `None` for a bad escape or bytes that are
-/// not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`): the

@@ -1217,3 +1217,93 @@ async fn the_owner_deletes_a_file_and_every_row_goes() {
     assert_eq!(c.get(&path).await.status, StatusCode::NOT_FOUND);
     assert_eq!(t.get(&path).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_unshares_both_ways_and_hides_the_profile_and_the_name() {
+    let server = TestServer::start().await;
+    let mut alice = server.client();
+    alice.member("alice").await;
+    let mut bob = server.client();
+    bob.member("bob").await;
+    let (alices, _) = upload_ok(&mut alice, "alices.txt", &content(5_000, "Marker-A")).await;
+    let (bobs, _) = upload_ok(&mut bob, "bobs.txt", &content(5_000, "Marker-B")).await;
+    assert_eq!(
+        share(&mut alice, &alices, "bob").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        share(&mut bob, &bobs, "alice").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let profile = bob.get("/u/alice").await;
+    assert_eq!(profile.status, StatusCode::OK);
+    assert!(
+        profile.text().contains("alices.txt"),
+        "shared file on the profile"
+    );
+    assert_eq!(rows(&server).grants, 2);
+
+    let r = alice
+        .submit("/connections", "/block", &[("username", "bob")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(rows(&server).grants, 0, "both grants went with the block");
+    assert_eq!(rows(&server).grantee_index, 0);
+    assert_eq!(rows(&server).files, 2, "the files themselves stay");
+    for (c, path) in [(&mut bob, &alices), (&mut alice, &bobs)] {
+        assert_eq!(c.get(path).await.status, StatusCode::NOT_FOUND);
+    }
+
+    // For both sides the other's profile now answers like a name nobody has.
+    for (c, name) in [(&mut bob, "alice"), (&mut alice, "bob")] {
+        let hidden = c.get(&format!("/u/{name}")).await;
+        let nobody = c.get("/u/nobodyhere").await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND, "/u/{name}");
+        assert_eq!(
+            (hidden.status, hidden.text_without_csrf()),
+            (nobody.status, nobody.text_without_csrf())
+        );
+    }
+    // Sharing with the hidden member answers like sharing with nobody, and adds nothing.
+    let hidden = share(&mut alice, &alices, "bob").await;
+    let nobody = share(&mut alice, &alices, "nobodyhere").await;
+    assert_eq!(hidden.status, StatusCode::BAD_REQUEST);
+    assert!(hidden.text().contains("No member has that name."));
+    assert_eq!(
+        (hidden.status, hidden.text_without_csrf()),
+        (nobody.status, nobody.text_without_csrf())
+    );
+    let hidden = share(&mut bob, &bobs, "alice").await;
+    assert_eq!(
+        hidden.status,
+        StatusCode::BAD_REQUEST,
+        "the blocked side too"
+    );
+    assert_eq!(rows(&server).grants, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_and_shares_by_name_spend_the_search_quota() {
+    let server = TestServer::start_with(|c| c.rate_limits.searches_per_minute = 3).await;
+    let mut alice = server.client();
+    alice.member("alice").await;
+    let (path, _) = upload_ok(&mut alice, "a.txt", &content(1_000, "Marker-Q")).await;
+    for name in ["nobody1", "nobody2"] {
+        assert_eq!(
+            alice.get(&format!("/u/{name}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        share(&mut alice, &path, "nobody3").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = alice.get("/u/alice").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let r = share(&mut alice, &path, "nobody4").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let r = alice
+        .submit("/connections", "/block", &[("username", "nobody5")])
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "block by name too");
+}
