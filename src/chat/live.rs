@@ -297,10 +297,21 @@ impl Live {
         }
     }
 
+    /// Send one chunk. A slow client may keep this waiting for up to `WRITE_TIMEOUT`; the
+    /// end of the session cuts the wait short, so that nothing more is written (and the
+    /// conversation's key goes) as soon as the member logs out.
     async fn write(&self, chunk: String) -> Flow {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.tx.send(Bytes::from(chunk))).await {
-            Ok(Ok(())) => Flow::Continue,
-            _ => Flow::Gone,
+        let mut ended = self.ended.clone();
+        // Biased: a chunk that fits is still sent (the "session ended" note itself).
+        tokio::select! {
+            biased;
+            sent = tokio::time::timeout(WRITE_TIMEOUT, self.tx.send(Bytes::from(chunk))) => {
+                match sent {
+                    Ok(Ok(())) => Flow::Continue,
+                    _ => Flow::Gone,
+                }
+            }
+            _ = ended.wait_for(|&ended| ended) => Flow::Gone,
         }
     }
 

@@ -127,6 +127,10 @@ pub struct KeyPool {
     keys: Mutex<Vec<RsaPrivate>>,
     refilling: AtomicBool,
     closed: AtomicBool,
+    /// Generations on demand (the pool was empty) running at once: no more than the
+    /// machine has cores, so that a burst of accepts queues instead of filling the
+    /// blocking pool with seconds-long jobs.
+    on_demand: tokio::sync::Semaphore,
 }
 
 impl KeyPool {
@@ -137,6 +141,9 @@ impl KeyPool {
             keys: Mutex::new(Vec::with_capacity(target)),
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            on_demand: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         })
     }
 
@@ -153,6 +160,15 @@ impl KeyPool {
         match ready {
             Some(k) => Ok(k),
             None => {
+                let _permit = self
+                    .on_demand
+                    .acquire()
+                    .await
+                    .map_err(|_| CryptoError::Rsa)?;
+                // The refill may have produced one while this waited.
+                if let Some(k) = self.keys.lock().pop() {
+                    return Ok(k);
+                }
                 let bits = self.bits;
                 tokio::task::spawn_blocking(move || RsaPrivate::generate(bits))
                     .await
@@ -172,10 +188,16 @@ impl KeyPool {
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             while !pool.closed.load(Ordering::Acquire) && pool.ready() < pool.target {
-                match RsaPrivate::generate(pool.bits) {
-                    Ok(k) => pool.keys.lock().push(k),
-                    Err(_) => break,
+                let Ok(k) = RsaPrivate::generate(pool.bits) else {
+                    break;
+                };
+                // Checked under the lock `close` clears with, so that a key made while
+                // the pool closed is dropped (zeroized) here, not kept after `close`.
+                let mut keys = pool.keys.lock();
+                if pool.closed.load(Ordering::Acquire) {
+                    break;
                 }
+                keys.push(k);
             }
             pool.refilling.store(false, Ordering::Release);
         });
