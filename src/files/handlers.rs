@@ -46,6 +46,8 @@ const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 const DRAIN_SECS: u64 = 10;
 /// Decrypted chunks queued ahead of a slow client, per download.
 const DOWNLOAD_DEPTH: usize = 2;
+/// How long a download waits for a client that reads nothing before giving up.
+const STALLED_DOWNLOAD: Duration = Duration::from_secs(60);
 /// Shown in place of a name that cannot be opened (it never should happen).
 const NAME_UNAVAILABLE: &str = "(name unavailable)";
 
@@ -458,8 +460,16 @@ async fn produce<F>(
             }
         };
         let failed = piece.is_err();
-        if tx.send(piece).await.is_err() || failed {
-            return;
+        // A client that takes nothing for this long is given up on: the task would
+        // otherwise hold the store snapshot (which keeps old pages from being reused)
+        // and the file key for as long as the connection stays open.
+        match tokio::time::timeout(STALLED_DOWNLOAD, tx.send(piece)).await {
+            Ok(Ok(())) if !failed => {}
+            Ok(_) => return,
+            Err(_) => {
+                tracing::debug!("download abandoned: the client stopped reading");
+                return;
+            }
         }
     }
 }

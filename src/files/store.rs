@@ -287,15 +287,26 @@ pub fn sweep(store: &Store, now: UnixTime, live: &LiveUploads) -> Result<FileSwe
     {
         let txn = store.read()?;
         let files = txn.open_table(FILES)?;
+        let mut undecodable = 0usize;
         for row in files.iter()? {
             let (k, v) = row?;
-            let record = FileRecord::decode(v.value())?;
+            // One damaged record must not stop every other expired file from going.
+            let Ok(record) = FileRecord::decode(v.value()) else {
+                undecodable += 1;
+                continue;
+            };
             let id = k.value();
             if record.complete && record.expires_at <= now {
                 doomed.push((id, true));
             } else if !record.complete && !live.contains(&id) {
                 doomed.push((id, false));
             }
+        }
+        if undecodable > 0 {
+            tracing::error!(
+                count = undecodable,
+                "file records that do not decode were skipped"
+            );
         }
     }
     let mut report = FileSweep::default();
@@ -308,8 +319,7 @@ pub fn sweep(store: &Store, now: UnixTime, live: &LiveUploads) -> Result<FileSwe
         let fresh = txn
             .open_table(FILES)?
             .get(id)?
-            .map(|b| FileRecord::decode(b.value()))
-            .transpose()?;
+            .and_then(|b| FileRecord::decode(b.value()).ok());
         let still = match fresh {
             Some(r) if expired => r.complete && r.expires_at <= now,
             Some(r) => !r.complete && !live.contains(&id),

@@ -1307,3 +1307,30 @@ async fn profiles_and_shares_by_name_spend_the_search_quota() {
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "block by name too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_file_record_does_not_stop_expired_files_from_going() {
+    use ghostcache::store::tables::FILES;
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.member("erin").await;
+    let r = c.upload("soon.bin", &content(1_000, "soon"), "1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    {
+        let store = &server.state().store;
+        let txn = store.write().unwrap();
+        txn.open_table(FILES)
+            .unwrap()
+            .insert([0u8; 16], b"not a file record".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    server.clock.advance(DAY + 60);
+    let report = ghostcache::sweeper::sweep(server.state()).await.unwrap();
+    assert_eq!(
+        report.files_deleted, 1,
+        "the expired file went all the same"
+    );
+    assert_eq!(rows(&server).chunks, 0);
+    assert_eq!(rows(&server).files, 1, "only the damaged record is left");
+}
