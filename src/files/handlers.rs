@@ -8,11 +8,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -761,25 +761,73 @@ fn multer_refusal(e: multer::Error) -> Refusal {
         {
             Refusal::TooLarge
         }
-        multer::Error::StreamReadFailed(_) => Refusal::Interrupted,
+        multer::Error::StreamReadFailed(e) => {
+            let held_too_much = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<HeldTooMuch>());
+            if held_too_much {
+                Refusal::Malformed
+            } else {
+                Refusal::Interrupted
+            }
+        }
         _ => Refusal::Malformed,
     }
 }
 
 /// The request body, shared so that it can be drained after multer gives up on it.
+///
+/// It also bounds what multer may hold: multer keeps everything it has not yet handed
+/// out (a part's headers until their blank line, a preamble until the first boundary),
+/// so a form that never ends its headers would otherwise be held up to the whole upload
+/// limit. Bytes read minus file bytes handed out may not pass [`HELD_LIMIT`].
 #[derive(Clone)]
-struct SharedBody(Arc<Mutex<Incoming>>);
+struct SharedBody {
+    body: Arc<Mutex<Incoming>>,
+    /// Bytes read from the client.
+    read: Arc<AtomicU64>,
+    /// Bytes of the `file` field handed out by multer (counted by `read_fields`).
+    file: Arc<AtomicU64>,
+}
 
-impl futures_util::Stream for SharedBody {
-    type Item = Result<Bytes, hyper::Error>;
+/// The most of a form, besides file content already handed out, that is held at once:
+/// the framing and small fields, plus a body frame or two in flight (the connection
+/// reads at most `MAX_HEAD_BYTES` at a time).
+const HELD_LIMIT: u64 = FORM_OVERHEAD + 2 * 64 * 1024;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+/// The error a form that holds too much ends with (multer: `StreamReadFailed`).
+#[derive(Debug)]
+struct HeldTooMuch;
+
+impl std::fmt::Display for HeldTooMuch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the form's headers or framing are too large")
+    }
+}
+
+impl std::error::Error for HeldTooMuch {}
+
+impl SharedBody {
+    fn new(body: Incoming) -> Self {
+        Self {
+            body: Arc::new(Mutex::new(body)),
+            read: Arc::new(AtomicU64::new(0)),
+            file: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The next piece of data, trailers skipped.
+    fn poll_data(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, hyper::Error>>> {
         use http_body::Body as _;
-        let mut body = self.0.lock();
+        let mut body = self.body.lock();
         loop {
             return match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Ok(data) => {
+                        self.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        Poll::Ready(Some(Ok(data)))
+                    }
                     // Trailers carry nothing for us.
                     Err(_) => continue,
                 },
@@ -789,19 +837,34 @@ impl futures_util::Stream for SharedBody {
             };
         }
     }
-}
 
-impl SharedBody {
     /// Read and discard what the client is still sending, within bounds.
-    async fn drain(mut self) {
+    async fn drain(self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(DRAIN_SECS);
         let mut seen = 0u64;
-        while let Ok(Some(Ok(bytes))) = tokio::time::timeout_at(deadline, self.next()).await {
+        let next = || futures_util::future::poll_fn(|cx| self.poll_data(cx));
+        while let Ok(Some(Ok(bytes))) = tokio::time::timeout_at(deadline, next()).await {
             seen = seen.saturating_add(bytes.len() as u64);
             if seen > DRAIN_BYTES {
                 break;
             }
         }
+    }
+}
+
+impl futures_util::Stream for SharedBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let held = self
+            .read
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.file.load(Ordering::Relaxed));
+        if held > HELD_LIMIT {
+            return Poll::Ready(Some(Err(std::io::Error::other(HeldTooMuch))));
+        }
+        self.poll_data(cx)
+            .map(|item| item.map(|r| r.map_err(std::io::Error::other)))
     }
 }
 
@@ -851,7 +914,7 @@ pub async fn upload_submit(
     if content_length(&parts.headers).is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
         return refused(ctx, Refusal::TooLarge);
     }
-    let body = SharedBody(Arc::new(Mutex::new(body)));
+    let body = SharedBody::new(body);
     let constraints = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
             .whole_stream(max.saturating_add(FORM_OVERHEAD))
@@ -860,7 +923,7 @@ pub async fn upload_submit(
     );
     let mut multipart = multer::Multipart::with_constraints(body.clone(), boundary, constraints);
     let idle = Duration::from_secs(ctx.state.config.server.body_timeout_secs);
-    let outcome = receive(ctx, &session, &mut multipart, idle).await;
+    let outcome = receive(ctx, &session, &mut multipart, idle, &body.file).await;
     drop(multipart);
     match outcome {
         Ok(done) => {
@@ -944,6 +1007,7 @@ async fn receive(
     session: &Arc<Session>,
     multipart: &mut multer::Multipart<'static>,
     idle: Duration,
+    file_seen: &AtomicU64,
 ) -> Result<Uploaded, Refusal> {
     // The CSRF token first: nothing is stored for a forged form.
     let first = within(idle, multipart.next_field()).await?;
@@ -969,7 +1033,7 @@ async fn receive(
     }
 
     let mut slot: Option<(UploadWriter, FileMeta)> = None;
-    let fields = read_fields(ctx, session, multipart, idle, &mut slot).await;
+    let fields = read_fields(ctx, session, multipart, idle, file_seen, &mut slot).await;
     let (writer, meta) = match (fields, slot) {
         (Ok(days), Some((writer, meta))) => ((writer, days), meta),
         (Ok(_), None) => return Err(Refusal::NoFile),
@@ -1000,6 +1064,7 @@ async fn read_fields(
     session: &Arc<Session>,
     multipart: &mut multer::Multipart<'static>,
     idle: Duration,
+    file_seen: &AtomicU64,
     slot: &mut Option<(UploadWriter, FileMeta)>,
 ) -> Result<Option<u32>, Refusal> {
     let mut days = None;
@@ -1028,6 +1093,7 @@ async fn read_fields(
                 )?;
                 let (writer, meta) = slot.insert((writer, meta));
                 while let Some(bytes) = within(idle, field.chunk()).await? {
+                    file_seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     writer.push(&bytes).await?;
                 }
                 if writer.received() == 0 && meta.name.is_empty() {

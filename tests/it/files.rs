@@ -1334,3 +1334,55 @@ async fn a_damaged_file_record_does_not_stop_expired_files_from_going() {
     assert_eq!(rows(&server).chunks, 0);
     assert_eq!(rows(&server).files, 1, "only the damaged record is left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_whose_part_headers_never_end_is_refused_without_being_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.member("hana").await;
+    let csrf = c.get("/file/upload").await.form_csrf("/file/upload");
+    let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let mut start = format!(
+        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
+        cookie.join("; ")
+    )
+    .into_bytes();
+    start.extend(part_head("csrf", None, None));
+    start.extend_from_slice(csrf.as_bytes());
+    start.extend_from_slice(b"\r\n");
+    start.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nX-Pad: ").as_bytes(),
+    );
+    // A header line that never ends: 20 MB of it, more than the server drains after
+    // refusing, so the answer comes while this is still sending.
+    let writer = tokio::spawn(async move {
+        wr.write_all(&start).await?;
+        let pad = vec![b'a'; 64 * 1024];
+        for _ in 0..(20 * MB / pad.len() as u64) {
+            wr.write_all(&pad).await?;
+        }
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&answer).contains("</html>") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rd.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 400 "),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text.contains("not a well-formed form"));
+    writer.abort();
+    assert!(rows(&server).is_empty(), "nothing stored");
+}
