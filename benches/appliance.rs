@@ -384,10 +384,21 @@ fn onion() {
         };
         rt.block_on(async {
             loop {
-                let attempt =
-                    tokio::time::timeout(Duration::from_secs(30), b.send("GET", "/", None)).await;
-                if let Ok((StatusCode::OK, _)) = attempt {
-                    break;
+                // Until the descriptor is published and fetched the SOCKS connect fails
+                // (reply 1): probe with a bare stream first, then load the page.
+                let reachable = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    socks::connect(net.socks_addr(), &address, 80),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                if reachable {
+                    let attempt =
+                        tokio::time::timeout(Duration::from_secs(30), b.send("GET", "/", None))
+                            .await;
+                    if let Ok((StatusCode::OK, _)) = attempt {
+                        break;
+                    }
                 }
                 assert!(
                     started.elapsed() < Duration::from_secs(240),
