@@ -60,7 +60,7 @@ fn main() {
                 {
                     let mut table = txn.open_table(FILE_CHUNKS).unwrap();
                     for piece in batch.chunks(size) {
-                        let token = seal_chunk(&key, piece).unwrap();
+                        let token = seal_chunk(&key, piece, 0, false).unwrap();
                         blob += token.len() + 1;
                         table.insert((id, index), token.as_bytes()).unwrap();
                         index += 1;
@@ -76,7 +76,7 @@ fn main() {
             let mut read = 0usize;
             for i in 0..index {
                 let token = table.get((id, i)).unwrap().unwrap().value().to_vec();
-                read += open_chunk(&key, &token).unwrap().len();
+                read += open_chunk(&key, &token).unwrap().0.len();
             }
             assert_eq!(read, total);
             let read = total as f64 / started.elapsed().as_secs_f64() / 1e6;

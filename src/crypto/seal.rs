@@ -105,6 +105,15 @@ impl SecretKey {
         Ok(f.encrypt_at_time(plaintext, 0))
     }
 
+    /// Like [`SecretKey::seal`], with `stamp` (a small number, not a time) in the token's
+    /// timestamp field, where it is authenticated with the rest: file chunks carry their
+    /// place in the file there (see `files::chunk_stamp`). It must stay below the present
+    /// time, since Fernet readers refuse tokens from the future.
+    pub fn seal_stamped(&self, plaintext: &[u8], stamp: u64) -> Result<String, CryptoError> {
+        let f = self.fernet()?;
+        Ok(f.encrypt_at_time(plaintext, stamp))
+    }
+
     /// Verify and decrypt a token. Time-to-live is not checked: expiry is enforced by the
     /// store, not by token age.
     pub fn open(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {

@@ -363,15 +363,25 @@ pub async fn download(
         .await;
     };
     let key = Arc::new(key);
+    let chunks = v.record.chunks;
     let first = {
         let (table, key) = (Arc::clone(&table), Arc::clone(&key));
         ctx.state
             .store
             .run(move |_| {
                 let token = files_store::read_token(&table, &id, 0)?;
-                Ok(super::open_chunk(&key, &token).ok())
+                Ok(super::open_chunk_at(&key, &token, 0, chunks))
             })
             .await?
+    };
+    let first = match first {
+        Ok(first) => Some(first),
+        Err(super::ChunkError::Key) => None,
+        Err(super::ChunkError::Place) => {
+            return Err(AppError::Internal(
+                "the first chunk of a file is out of place".into(),
+            ));
+        }
     };
     let Some(first) = first else {
         return file_page(
@@ -389,15 +399,17 @@ pub async fn download(
     let (tx, body) = stream::channel(DOWNLOAD_DEPTH, Some(v.record.size));
     let first = Bytes::from(first.to_vec());
     let store = ctx.state.store.clone();
-    let chunks = v.record.chunks;
     tokio::spawn(async move {
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
-        produce(store, table, id, 1..chunks, tx, move |token| {
-            super::open_chunk(&key, &token)
+        produce(store, table, id, 1..chunks, tx, move |index, token| {
+            super::open_chunk_at(&key, &token, index, chunks)
                 .map(|plain| Bytes::from(plain.to_vec()))
-                .map_err(|_| "a chunk did not verify")
+                .map_err(|e| match e {
+                    super::ChunkError::Key => "a chunk did not verify",
+                    super::ChunkError::Place => "a chunk is out of place",
+                })
         })
         .await;
     });
@@ -419,15 +431,15 @@ pub async fn raw(
     let (tx, body) = stream::channel(DOWNLOAD_DEPTH, Some(v.record.blob_bytes));
     let store = ctx.state.store.clone();
     let chunks = v.record.chunks;
-    tokio::spawn(produce(store, table, id, 0..chunks, tx, |mut token| {
+    tokio::spawn(produce(store, table, id, 0..chunks, tx, |_, mut token| {
         token.push(b'\n');
         Ok(Bytes::from(token))
     }));
     Ok(attachment(body, &name, v.record.blob_bytes))
 }
 
-/// Feed chunks `range` of a file, each passed through `transform` on the blocking pool,
-/// into a response body. Stops when the client goes away; sends an error (aborting the
+/// Feed chunks `range` of a file, each passed (with its index) through `transform` on the
+/// blocking pool, into a response body. Stops when the client goes away; sends an error (aborting the
 /// response) when a chunk is missing or `transform` refuses it.
 async fn produce<F>(
     store: Store,
@@ -437,7 +449,7 @@ async fn produce<F>(
     tx: tokio::sync::mpsc::Sender<Piece>,
     transform: F,
 ) where
-    F: Fn(Vec<u8>) -> Result<Bytes, &'static str> + Send + Sync + 'static,
+    F: Fn(u32, Vec<u8>) -> Result<Bytes, &'static str> + Send + Sync + 'static,
 {
     let transform = Arc::new(transform);
     for index in range {
@@ -445,7 +457,7 @@ async fn produce<F>(
         let piece = store
             .run(move |_| {
                 let token = files_store::read_token(&table, &id, index)?;
-                Ok(transform(token))
+                Ok(transform(index, token))
             })
             .await;
         let piece = match piece {

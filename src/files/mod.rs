@@ -349,18 +349,76 @@ pub fn id_from_url(text: &str) -> Option<Id> {
     crate::crypto::b64url_decode_exact::<16>(text)
 }
 
-/// One chunk of plaintext as one Fernet token (the stored row and one line of the blob).
-pub fn seal_chunk(key: &SecretKey, plaintext: &[u8]) -> Result<String, CryptoError> {
-    key.seal(plaintext)
+/// The number chunk `index` carries in its token's (authenticated) timestamp field:
+/// `2 × index`, plus 1 on the file's last chunk. A reader that checks it knows that the
+/// tokens are in the order they were written and that none is missing at the end;
+/// readers that do not (Python's `Fernet.decrypt` without a TTL) still decrypt the blob.
+pub fn chunk_stamp(index: u32, last: bool) -> u64 {
+    u64::from(index) * 2 + u64::from(last)
+}
+
+/// One chunk of plaintext as one Fernet token (the stored row and one line of the blob),
+/// stamped with its place in the file.
+pub fn seal_chunk(
+    key: &SecretKey,
+    plaintext: &[u8],
+    index: u32,
+    last: bool,
+) -> Result<String, CryptoError> {
+    key.seal_stamped(plaintext, chunk_stamp(index, last))
 }
 
 /// Decrypt one token of a blob (surrounding whitespace, such as the `\n`, is ignored).
+/// Returns the plaintext and the token's stamp (authenticated, since the token opened).
 pub fn open_chunk(
     key: &SecretKey,
     token: &[u8],
-) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
-    let text = std::str::from_utf8(token).map_err(|_| CryptoError::Unseal)?;
-    key.open(text.trim())
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, u64), CryptoError> {
+    use base64::Engine;
+    let text = std::str::from_utf8(token)
+        .map_err(|_| CryptoError::Unseal)?
+        .trim();
+    let plain = key.open(text)?;
+    // The first 12 characters are exactly the version byte and the 8-byte timestamp.
+    let head = text
+        .get(..12)
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .ok_or(CryptoError::Unseal)?;
+    let stamp: [u8; 8] = head
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(CryptoError::Unseal)?;
+    Ok((plain, u64::from_be_bytes(stamp)))
+}
+
+/// Why a chunk of a stored file did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkError {
+    /// The key does not open it (or it was altered).
+    Key,
+    /// It opened, but it is not chunk `index` (or its "last" mark is wrong): chunks were
+    /// moved, or the file was cut.
+    Place,
+}
+
+/// Decrypt chunk `index` of a file of `chunks` chunks, checking its stamp.
+pub fn open_chunk_at(
+    key: &SecretKey,
+    token: &[u8],
+    index: u32,
+    chunks: u32,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ChunkError> {
+    let (plain, stamp) = open_chunk(key, token).map_err(|_| ChunkError::Key)?;
+    let last = index.checked_add(1) == Some(chunks);
+    if stamp == chunk_stamp(index, last) {
+        Ok(plain)
+    } else {
+        Err(ChunkError::Place)
+    }
 }
 
 /// Longest line [`decrypt_blob`] reads: far above the token of a 1 MiB chunk.
@@ -373,6 +431,10 @@ pub enum BlobError {
     WrongKey,
     #[error("token {0} of the blob does not verify: the blob is damaged or was tampered with")]
     Corrupt(u64),
+    #[error("token {0} of the blob is out of place: the blob was reordered or tampered with")]
+    OutOfPlace(u64),
+    #[error("the blob ends before its last token: it was cut short")]
+    Truncated,
     #[error("line {0} of the blob is too long to be a token: this is not a ghostcache blob")]
     LineTooLong(u64),
     #[error("the blob is empty")]
@@ -393,6 +455,7 @@ pub fn decrypt_blob(
     let mut line = Vec::new();
     let mut count = 0u64;
     let mut written = 0u64;
+    let mut ended = false;
     loop {
         line.clear();
         let n = Read::take(&mut *input, MAX_BLOB_LINE).read_until(b'\n', &mut line)?;
@@ -403,18 +466,26 @@ pub fn decrypt_blob(
         if line.last() != Some(&b'\n') && n as u64 == MAX_BLOB_LINE {
             return Err(BlobError::LineTooLong(count));
         }
-        let plain = open_chunk(key, &line).map_err(|_| {
+        let (plain, stamp) = open_chunk(key, &line).map_err(|_| {
             if count == 1 {
                 BlobError::WrongKey
             } else {
                 BlobError::Corrupt(count)
             }
         })?;
+        // Token n (from 1) must be chunk n - 1, and nothing may follow the last one.
+        if ended || stamp >> 1 != count - 1 {
+            return Err(BlobError::OutOfPlace(count));
+        }
+        ended = stamp & 1 == 1;
         output.write_all(&plain)?;
         written += plain.len() as u64;
     }
     if count == 0 {
         return Err(BlobError::Empty);
+    }
+    if !ended {
+        return Err(BlobError::Truncated);
     }
     Ok(written)
 }
@@ -528,22 +599,66 @@ mod tests {
     #[test]
     fn chunks_round_trip_and_wrong_keys_fail() {
         let key = SecretKey::generate();
-        let token = seal_chunk(&key, b"chunk").unwrap();
+        let token = seal_chunk(&key, b"chunk", 3, false).unwrap();
         let mut line = token.clone().into_bytes();
         line.push(b'\n');
-        assert_eq!(&**open_chunk(&key, &line).unwrap(), b"chunk");
+        let (plain, stamp) = open_chunk(&key, &line).unwrap();
+        assert_eq!((&**plain, stamp), (&b"chunk"[..], 6));
         assert!(open_chunk(&SecretKey::generate(), token.as_bytes()).is_err());
         assert!(open_chunk(&key, b"\xff\xfe").is_err());
+        // Its place is checked: index 3 of more than 4 chunks only.
+        assert_eq!(&**open_chunk_at(&key, &line, 3, 5).unwrap(), b"chunk");
+        assert_eq!(open_chunk_at(&key, &line, 2, 5), Err(ChunkError::Place));
+        assert_eq!(
+            open_chunk_at(&key, &line, 3, 4),
+            Err(ChunkError::Place),
+            "not last"
+        );
+        let last = seal_chunk(&key, b"end", 4, true).unwrap();
+        assert!(open_chunk_at(&key, last.as_bytes(), 4, 5).is_ok());
+        assert_eq!(
+            open_chunk_at(&key, last.as_bytes(), 4, 6),
+            Err(ChunkError::Place)
+        );
+        assert_eq!(
+            open_chunk_at(&SecretKey::generate(), last.as_bytes(), 4, 5),
+            Err(ChunkError::Key)
+        );
     }
 
     #[test]
     fn blobs_decrypt_line_by_line() {
         let key = SecretKey::generate();
         let mut blob = Vec::new();
-        for part in [&b"hello "[..], b"world", b""] {
-            blob.extend_from_slice(seal_chunk(&key, part).unwrap().as_bytes());
+        let parts = [&b"hello "[..], b"world", b""];
+        let mut tokens = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let token = seal_chunk(&key, part, i as u32, i == parts.len() - 1).unwrap();
+            tokens.push(token.clone());
+            blob.extend_from_slice(token.as_bytes());
             blob.push(b'\n');
         }
+        let join = |order: &[usize]| {
+            let mut b = Vec::new();
+            for &i in order {
+                b.extend_from_slice(tokens[i].as_bytes());
+                b.push(b'\n');
+            }
+            b
+        };
+        // Reordered, cut, or with a token after the last: refused.
+        assert!(matches!(
+            decrypt_blob(&key, &mut &join(&[1, 0, 2])[..], &mut Vec::new()),
+            Err(BlobError::OutOfPlace(1))
+        ));
+        assert!(matches!(
+            decrypt_blob(&key, &mut &join(&[0, 1])[..], &mut Vec::new()),
+            Err(BlobError::Truncated)
+        ));
+        assert!(matches!(
+            decrypt_blob(&key, &mut &join(&[0, 1, 2, 2])[..], &mut Vec::new()),
+            Err(BlobError::OutOfPlace(4))
+        ));
         let mut out = Vec::new();
         let n = decrypt_blob(&key, &mut &blob[..], &mut out).unwrap();
         assert_eq!((n, &out[..]), (11, &b"hello world"[..]));

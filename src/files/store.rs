@@ -34,6 +34,8 @@ pub struct Batch {
     pub first_index: u32,
     /// Plaintext, cut into chunks of `CHUNK_BYTES` (the last one may be shorter).
     pub plaintext: zeroize::Zeroizing<Vec<u8>>,
+    /// Whether this batch ends the file (its last chunk is stamped as the last).
+    pub last: bool,
     pub quota: u64,
 }
 
@@ -120,9 +122,11 @@ pub fn write_batch(
         } else {
             batch.plaintext.chunks(super::CHUNK_BYTES).collect()
         };
-        for piece in pieces {
-            let token =
-                super::seal_chunk(key, piece).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let final_piece = pieces.len() - 1;
+        for (n, piece) in pieces.into_iter().enumerate() {
+            let last = batch.last && n == final_piece;
+            let token = super::seal_chunk(key, piece, index, last)
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
             chunks.insert((batch.file_id, index), token.as_bytes())?;
             record.blob_bytes = record.blob_bytes.saturating_add(token.len() as u64 + 1);
             index = index.saturating_add(1);

@@ -131,13 +131,15 @@ impl UploadWriter {
         }
         self.received = new_total;
         while !bytes.is_empty() {
+            // A full buffer goes only once more bytes follow it, so that the batch that
+            // ends the file is always written by `finish`, which marks its last chunk.
+            if self.buffer.len() == BATCH_BYTES {
+                self.submit(false).await?;
+            }
             let room = BATCH_BYTES - self.buffer.len();
             let (now, later) = bytes.split_at(room.min(bytes.len()));
             self.buffer.extend_from_slice(now);
             bytes = later;
-            if self.buffer.len() == BATCH_BYTES {
-                self.submit().await?;
-            }
         }
         Ok(())
     }
@@ -158,8 +160,9 @@ impl UploadWriter {
         }
     }
 
-    /// Hand the buffer to the store (after the previous batch is written).
-    async fn submit(&mut self) -> Result<(), UploadFailure> {
+    /// Hand the buffer to the store (after the previous batch is written); `last` when it
+    /// ends the file.
+    async fn submit(&mut self, last: bool) -> Result<(), UploadFailure> {
         self.settle().await?;
         let plaintext = std::mem::replace(
             &mut self.buffer,
@@ -172,6 +175,7 @@ impl UploadWriter {
             new_record: self.pending_record.take(),
             first_index: self.next_index,
             plaintext,
+            last,
             quota: self.quota,
         };
         self.next_index = self
@@ -191,11 +195,9 @@ impl UploadWriter {
     /// Write what is left, then mark the file complete with its expiry.
     /// Returns the file's key, to be shown once.
     pub async fn finish(mut self, expires_at: UnixTime) -> Result<Arc<SecretKey>, UploadFailure> {
-        let submitted = if !self.buffer.is_empty() || !self.wrote {
-            self.submit().await
-        } else {
-            Ok(())
-        };
+        // `push` always leaves the file's last bytes in the buffer (an empty file: none,
+        // and nothing written yet), so this batch carries the last chunk.
+        let submitted = self.submit(true).await;
         let settled = match submitted {
             Ok(()) => self.settle().await,
             Err(e) => Err(e),

@@ -241,9 +241,14 @@ async fn the_raw_blob_decrypts_with_python_and_ghostcache_decrypt() {
     assert!(blob.ends_with(b"\n"));
     let lines: Vec<&[u8]> = blob[..blob.len() - 1].split(|&b| b == b'\n').collect();
     assert_eq!(lines.len(), 3);
-    for line in &lines {
-        // Version byte 0x80 and a zero timestamp: base64url "gAAAAAAAAAAA".
-        assert!(line.starts_with(b"gAAAAAAAAAAA"), "a Fernet token");
+    for (i, line) in lines.iter().enumerate() {
+        // Version byte 0x80, then the chunk's place where the time would be: 2 × index,
+        // plus 1 on the last chunk (0, 2, 5 here).
+        use base64::Engine;
+        let mut head = [0x80u8; 9];
+        head[1..].copy_from_slice(&files::chunk_stamp(i as u32, i == 2).to_be_bytes());
+        let prefix = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(head);
+        assert!(line.starts_with(prefix.as_bytes()), "a Fernet token");
         assert!(
             line.iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(b))
@@ -924,6 +929,7 @@ async fn incomplete_uploads_left_by_a_crash_are_swept_at_start_up() {
             }),
             first_index: 0,
             plaintext: zeroize::Zeroizing::new(vec![1u8; 1000]),
+            last: false,
             quota: u64::MAX,
         },
     )
@@ -1385,4 +1391,67 @@ async fn a_form_whose_part_headers_never_end_is_refused_without_being_held() {
     assert!(text.contains("not a well-formed form"));
     writer.abort();
     assert!(rows(&server).is_empty(), "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_moved_in_the_store_abort_the_download_and_fail_decrypt() {
+    use ghostcache::store::tables::FILE_CHUNKS;
+    use redb::ReadableTable;
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.member("ivan").await;
+    // Three chunks of 256 KiB (the last one shorter).
+    let data = content(600_000, "Marker-Order");
+    let (path, key) = upload_ok(&mut c, "ordered.bin", &data).await;
+    let raw = c.get(&format!("{path}/raw")).await;
+    let secret = ghostcache::crypto::SecretKey::from_base64(&key).unwrap();
+    let mut out = Vec::new();
+    let n = files::decrypt_blob(&secret, &mut &raw.body[..], &mut out).unwrap();
+    assert_eq!((n, out == data), (600_000, true), "untouched, it decrypts");
+
+    // Swap chunks 1 and 2 of the file in the store, as someone with the file could.
+    let id = files::id_from_url(path.trim_start_matches("/file/")).unwrap();
+    {
+        let store = &server.state().store;
+        let txn = store.write().unwrap();
+        {
+            let mut t = txn.open_table(FILE_CHUNKS).unwrap();
+            let one = t.get((id, 1)).unwrap().unwrap().value().to_vec();
+            let two = t.get((id, 2)).unwrap().unwrap().value().to_vec();
+            t.insert((id, 1), two.as_slice()).unwrap();
+            t.insert((id, 2), one.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let raw = c.get(&format!("{path}/raw")).await;
+    assert!(matches!(
+        files::decrypt_blob(&secret, &mut &raw.body[..], &mut Vec::new()),
+        Err(files::BlobError::OutOfPlace(2))
+    ));
+    // The download starts (the first chunk is in place) and is cut off at the moved one:
+    // the client never gets a body of the declared length.
+    let csrf = c.get(&path).await.form_csrf(&format!("{path}/download"));
+    let form = crate::support::client::encode_form(&[("csrf", &csrf), ("key", &key)]);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{path}/download"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(whole(form.into_bytes()))
+        .unwrap();
+    let resp = c.send_streaming(req).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let mut body = resp.body;
+    let mut got = 0usize;
+    let mut aborted = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => got += f.into_data().map(|d| d.len()).unwrap_or(0),
+            Err(_) => {
+                aborted = true;
+                break;
+            }
+        }
+    }
+    assert!(aborted, "the download was not aborted");
+    assert_eq!(got, 256 * 1024, "only the chunk in place was sent");
 }
