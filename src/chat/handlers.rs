@@ -97,12 +97,6 @@ fn expired_stylesheet(seq: u64) -> Response<Body> {
     r
 }
 
-/// Whether `path` is the live stream (a passive request: see `Ctx::passive`).
-pub fn is_passive(path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    matches!(ChatRoute::resolve(&segments), Some(ChatRoute::Live(_)))
-}
-
 /// Run the handler of `route` (the router checked the method against `allow`).
 pub async fn dispatch(
     ctx: &mut Ctx,

@@ -90,12 +90,6 @@ impl GroupRoute {
     }
 }
 
-/// Whether `path` is a group's live stream (a passive request: see `Ctx::passive`).
-pub fn is_passive(path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    matches!(GroupRoute::resolve(&segments), Some(GroupRoute::Live(_)))
-}
-
 /// Run the handler of `route` (the router checked the method against `allow`).
 pub async fn dispatch(
     ctx: &mut Ctx,

@@ -174,7 +174,10 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
 /// Whether a request to `path` is one a page makes by itself (see `Ctx::passive`): the
 /// live stream, and the stylesheet and icon, which must not keep an idle session alive.
 pub fn is_passive(path: &str) -> bool {
-    assets::find(path).is_some() || chat::is_passive(path) || groups::is_passive(path)
+    matches!(
+        Route::resolve(path),
+        Some(Route::Asset(_) | Route::Chat(ChatRoute::Live(_)) | Route::Group(GroupRoute::Live(_)))
+    )
 }
 
 /// A content-hashed asset: safe to cache for a year, since its path changes with it.
