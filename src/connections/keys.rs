@@ -195,6 +195,35 @@ impl SigningKey {
     }
 }
 
+/// A Fernet key and a tagged signing key, as a connection side and a group member hold
+/// them, in the form they are sealed in: `scheme (1) || key (32) || signing key DER`.
+pub(crate) fn encode_key_and_signer(
+    key: &SecretKey,
+    scheme: u8,
+    signing_der: &[u8],
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + 32 + signing_der.len()));
+    out.push(scheme);
+    out.extend_from_slice(key.expose());
+    out.extend_from_slice(signing_der);
+    out
+}
+
+/// Split what [`encode_key_and_signer`] made, checking the scheme byte.
+pub(crate) fn decode_key_and_signer(
+    payload: &[u8],
+) -> Result<(SecretKey, u8, Zeroizing<Vec<u8>>), CryptoError> {
+    let (&scheme, rest) = payload.split_first().ok_or(CryptoError::BadKey)?;
+    let key = rest.get(..32).ok_or(CryptoError::BadKey)?;
+    let der = rest.get(32..).ok_or(CryptoError::BadKey)?;
+    if !SigningKey::known_scheme(scheme) || der.is_empty() {
+        return Err(CryptoError::BadKey);
+    }
+    let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
+    signing_der.extend_from_slice(der);
+    Ok((SecretKey::from_slice(key)?, scheme, signing_der))
+}
+
 /// One side's secrets of a connection, opened for the length of one operation (or one
 /// live stream). Zeroized on drop.
 pub struct SideSecrets {
@@ -226,24 +255,13 @@ impl SideSecrets {
     }
 
     fn to_payload(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(1 + 32 + self.signing_der.len()));
-        out.push(self.scheme);
-        out.extend_from_slice(self.chat_key.expose());
-        out.extend_from_slice(&self.signing_der);
-        out
+        encode_key_and_signer(&self.chat_key, self.scheme, &self.signing_der)
     }
 
     fn from_payload(payload: &[u8]) -> Result<Self, CryptoError> {
-        let (&scheme, rest) = payload.split_first().ok_or(CryptoError::BadKey)?;
-        let chat = rest.get(..32).ok_or(CryptoError::BadKey)?;
-        let der = rest.get(32..).ok_or(CryptoError::BadKey)?;
-        if !SigningKey::known_scheme(scheme) || der.is_empty() {
-            return Err(CryptoError::BadKey);
-        }
-        let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
-        signing_der.extend_from_slice(der);
+        let (chat_key, scheme, signing_der) = decode_key_and_signer(payload)?;
         Ok(Self {
-            chat_key: SecretKey::from_slice(chat)?,
+            chat_key,
             scheme,
             signing_der,
         })

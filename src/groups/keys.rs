@@ -23,7 +23,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::connections::keys::{Sealed, SigningKey};
+use crate::connections::keys::{Sealed, SigningKey, decode_key_and_signer, encode_key_and_signer};
 use crate::crypto::rsa_keys::RsaPublic;
 use crate::crypto::{CryptoError, SecretKey, hybrid};
 use crate::store::tables::{GROUP_EPOCH_KEYS, GROUP_MEMBER_SECRETS, USERS};
@@ -109,10 +109,7 @@ impl MemberSecrets {
     }
 
     pub fn seal_under(&self, data_key: &SecretKey) -> Result<MemberSecretsRecord, CryptoError> {
-        let mut payload = Zeroizing::new(Vec::with_capacity(1 + 32 + self.signing_der.len()));
-        payload.push(self.scheme);
-        payload.extend_from_slice(self.name_key.expose());
-        payload.extend_from_slice(&self.signing_der);
+        let payload = encode_key_and_signer(&self.name_key, self.scheme, &self.signing_der);
         Ok(MemberSecretsRecord {
             token: data_key.seal(&payload)?,
         })
@@ -120,16 +117,9 @@ impl MemberSecrets {
 
     fn open(record: &MemberSecretsRecord, data_key: &SecretKey) -> Result<Self, CryptoError> {
         let payload = data_key.open(&record.token)?;
-        let (&scheme, rest) = payload.split_first().ok_or(CryptoError::BadKey)?;
-        let name = rest.get(..32).ok_or(CryptoError::BadKey)?;
-        let der = rest.get(32..).ok_or(CryptoError::BadKey)?;
-        if !SigningKey::known_scheme(scheme) || der.is_empty() {
-            return Err(CryptoError::BadKey);
-        }
-        let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
-        signing_der.extend_from_slice(der);
+        let (name_key, scheme, signing_der) = decode_key_and_signer(&payload)?;
         Ok(Self {
-            name_key: SecretKey::from_slice(name)?,
+            name_key,
             scheme,
             signing_der,
         })
