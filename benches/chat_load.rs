@@ -40,16 +40,15 @@
     reason = "a benchmark binary: failing loudly is what it should do, and it reports on stdout"
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
 use ghostcache::accounts::{self, Username};
@@ -61,7 +60,8 @@ use ghostcache::crypto::b64url;
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::Id;
 
-const PASSWORD: &str = "bench password 0001";
+use common::{PASSWORD, env_or, login, read_stream, request};
+
 const DESTRUCTION: &str = "bench destroy 000001";
 
 struct Settings {
@@ -71,13 +71,6 @@ struct Settings {
     rsa_bits: usize,
     timeout: Duration,
     smoke: bool,
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl Settings {
@@ -102,131 +95,6 @@ fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// One HTTP/1.1 request on a fresh connection.
-async fn request(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    cookies: &str,
-    extra: &[(&str, &str)],
-    body: Option<(&str, String)>,
-) -> (StatusCode, hyper::HeaderMap, Incoming) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    if !cookies.is_empty() {
-        req = req.header("cookie", cookies);
-    }
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let req = match body {
-        Some((content_type, b)) => req
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(b))),
-        None => req.body(Full::new(Bytes::new())),
-    }
-    .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    (parts.status, parts.headers, body)
-}
-
-async fn text(body: Incoming) -> String {
-    String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned()
-}
-
-fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?;
-            let (k, value) = pair.split_once('=')?;
-            (k == name).then(|| value.to_owned())
-        })
-}
-
-fn csrf_of(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let end = html[start..].find('"').unwrap();
-    html[start..start + end].to_owned()
-}
-
-/// Log in through the pages; returns the session cookie and its CSRF token.
-async fn login(addr: SocketAddr, name: &str) -> (String, String) {
-    let (_, headers, body) = request(addr, Method::GET, "/login", "", &[], None).await;
-    let pre = set_cookie(&headers, "gc_pre").unwrap();
-    let csrf = csrf_of(&text(body).await);
-    let form = format!(
-        "csrf={csrf}&username={name}&password={}",
-        PASSWORD.replace(' ', "+")
-    );
-    let (status, headers, _) = request(
-        addr,
-        Method::POST,
-        "/login",
-        &format!("gc_pre={pre}"),
-        &[],
-        Some(("application/x-www-form-urlencoded", form)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "login of a bench member");
-    let session = set_cookie(&headers, "gc_session").unwrap();
-    let cookie = format!("gc_session={session}");
-    let (_, _, body) = request(addr, Method::GET, "/connections", &cookie, &[], None).await;
-    let csrf = csrf_of(&text(body).await);
-    (cookie, csrf)
-}
-
-/// Read member `member`'s live stream, reporting each bench marker (`bench:<n>:`) as it
-/// arrives.
-async fn read_stream(
-    member: usize,
-    mut body: Incoming,
-    ready: mpsc::UnboundedSender<()>,
-    arrivals: mpsc::UnboundedSender<(usize, usize, Instant)>,
-) {
-    let mut carry = String::new();
-    let mut announced = false;
-    while let Some(Ok(frame)) = body.frame().await {
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let now = Instant::now();
-        carry.push_str(&String::from_utf8_lossy(&data));
-        if !announced && carry.contains("<div class=\"live\"") {
-            announced = true;
-            let _ = ready.send(());
-        }
-        let mut consumed = 0;
-        while let Some(pos) = carry[consumed..].find("bench:") {
-            let start = consumed + pos + "bench:".len();
-            let Some(end) = carry[start..].find(':') else {
-                break;
-            };
-            if let Ok(n) = carry[start..start + end].parse::<usize>() {
-                let _ = arrivals.send((member, n, now));
-            }
-            consumed = start + end + 1;
-        }
-        // Keep a tail in case a marker was cut between two chunks.
-        let keep_from = carry.len().saturating_sub(32).max(consumed);
-        let keep_from = (keep_from..=carry.len())
-            .find(|i| carry.is_char_boundary(*i))
-            .unwrap_or(carry.len());
-        carry.drain(..keep_from);
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

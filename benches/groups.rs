@@ -31,15 +31,12 @@
     reason = "a benchmark binary: failing loudly is what it should do, and it reports on stdout"
 )]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use tokio::sync::mpsc;
 
 use ghostcache::accounts::{self, LoginOutcome, Username};
@@ -53,7 +50,8 @@ use ghostcache::crypto::dsa_keys::{DsaParams, DsaPrivate};
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::{Id, Store};
 
-const PASSWORD: &str = "bench password 0001";
+use common::{FORM, PASSWORD, env_or, login, read_stream, request, text};
+
 const DESTRUCTION: &str = "bench destroy 000001";
 
 struct Settings {
@@ -62,13 +60,6 @@ struct Settings {
     rsa_bits: usize,
     dsa: bool,
     smoke: bool,
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl Settings {
@@ -82,118 +73,6 @@ impl Settings {
             rsa_bits: env_or("GC_BENCH_RSA_BITS", if smoke { 2048 } else { 3072 }),
             dsa: std::env::var("GC_BENCH_SCHEME").is_ok_and(|v| v == "dsa"),
             smoke,
-        }
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection.
-async fn request(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    cookies: &str,
-    body: Option<String>,
-) -> (StatusCode, hyper::HeaderMap, Incoming) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    if !cookies.is_empty() {
-        req = req.header("cookie", cookies);
-    }
-    let req = match body {
-        Some(b) => req
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(b))),
-        None => req.body(Full::new(Bytes::new())),
-    }
-    .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    (parts.status, parts.headers, body)
-}
-
-async fn text(body: Incoming) -> String {
-    String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned()
-}
-
-fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?;
-            let (k, value) = pair.split_once('=')?;
-            (k == name).then(|| value.to_owned())
-        })
-}
-
-fn csrf_of(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let end = html[start..].find('"').unwrap();
-    html[start..start + end].to_owned()
-}
-
-/// Log in through the pages; the session cookie and its CSRF token.
-async fn login(addr: SocketAddr, name: &str) -> (String, String) {
-    let (_, headers, body) = request(addr, Method::GET, "/login", "", None).await;
-    let pre = set_cookie(&headers, "gc_pre").unwrap();
-    let csrf = csrf_of(&text(body).await);
-    let form = format!(
-        "csrf={csrf}&username={name}&password={}",
-        PASSWORD.replace(' ', "+")
-    );
-    let (status, headers, _) = request(
-        addr,
-        Method::POST,
-        "/login",
-        &format!("gc_pre={pre}"),
-        Some(form),
-    )
-    .await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "login of a bench member");
-    let cookie = format!("gc_session={}", set_cookie(&headers, "gc_session").unwrap());
-    let (_, _, body) = request(addr, Method::GET, "/chat/groups", &cookie, None).await;
-    let csrf = csrf_of(&text(body).await);
-    (cookie, csrf)
-}
-
-/// Read one live stream, reporting each bench marker (`bench:<n>:`) as it arrives.
-async fn read_stream(
-    mut body: Incoming,
-    ready: mpsc::UnboundedSender<()>,
-    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
-) {
-    let mut carry = String::new();
-    let mut announced = false;
-    while let Some(Ok(frame)) = body.frame().await {
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        carry.push_str(&String::from_utf8_lossy(&data));
-        if !announced && carry.contains("class=\"live\"") {
-            announced = true;
-            let _ = ready.send(());
-        }
-        while let Some(at) = carry.find("bench:") {
-            let rest = &carry[at + 6..];
-            let Some(end) = rest.find(':') else {
-                break;
-            };
-            if let Ok(n) = rest[..end].parse::<usize>() {
-                let _ = arrivals.send((n, Instant::now()));
-            }
-            carry = rest[end..].to_owned();
-        }
-        if carry.len() > 4096 {
-            carry = carry[carry.len() - 64..].to_owned();
         }
     }
 }
@@ -375,11 +254,12 @@ async fn run(s: Settings) {
             Method::GET,
             &format!("/chat/group/{gid}/live?after=0"),
             &cookie,
+            &[],
             None,
         )
         .await;
         assert_eq!(status, StatusCode::OK);
-        tokio::spawn(read_stream(body, ready_tx.clone(), arrive_tx.clone()));
+        tokio::spawn(read_stream(i, body, ready_tx.clone(), arrive_tx.clone()));
     }
     for _ in 1..s.members {
         tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
@@ -392,7 +272,8 @@ async fn run(s: Settings) {
     // Warm up (first use of keys re-seals them; caches).
     for w in 0..3 {
         let form = format!("csrf={csrf}&message=warmup+{w}&timer=");
-        let (status, _, _) = request(addr, Method::POST, &page, &cookie, Some(form)).await;
+        let (status, _, _) =
+            request(addr, Method::POST, &page, &cookie, &[], Some((FORM, form))).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
     }
 
@@ -403,13 +284,14 @@ async fn run(s: Settings) {
     for n in 0..s.posts {
         let form = format!("csrf={csrf}&message=bench:{n}:+hello+group&timer=");
         let start = Instant::now();
-        let (status, _, _) = request(addr, Method::POST, &page, &cookie, Some(form)).await;
+        let (status, _, _) =
+            request(addr, Method::POST, &page, &cookie, &[], Some((FORM, form))).await;
         post.push(start.elapsed());
         assert_eq!(status, StatusCode::SEE_OTHER);
         let mut seen = 0;
         let mut last = start;
         while seen < listeners {
-            let (m, at) = tokio::time::timeout(Duration::from_secs(30), arrive_rx.recv())
+            let (_, m, at) = tokio::time::timeout(Duration::from_secs(30), arrive_rx.recv())
                 .await
                 .expect("a stream fell silent")
                 .unwrap();
@@ -428,7 +310,7 @@ async fn run(s: Settings) {
         .unwrap()
         .unwrap()
         .0;
-    let (_, _, body) = request(addr, Method::GET, "/", &cookie, None).await;
+    let (_, _, body) = request(addr, Method::GET, "/", &cookie, &[], None).await;
     drop(text(body).await);
     let session_key = {
         let kdf = ghostcache::crypto::KdfParams {
