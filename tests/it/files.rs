@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 
-use crate::support::client::{BOUNDARY, Part, Resp, generated, multipart, part_head, whole};
+use crate::support::client::{
+    AnyBody, BOUNDARY, Part, Resp, generated, multipart, part_head, whole,
+};
 use crate::support::{Client, PW, TestServer};
 use ghostcache::files::{self, RowCounts};
 
@@ -74,6 +76,34 @@ async fn upload_ok(c: &mut Client, name: &str, bytes: &[u8]) -> (String, String)
 pub(crate) async fn download(c: &mut Client, path: &str, key: &str) -> Resp {
     c.submit(path, &format!("{path}/download"), &[("key", key)])
         .await
+}
+
+/// The start of an upload written by hand on a raw connection: the request head
+/// (declaring 40 MB, so the server keeps reading) and the valid `csrf` part.
+async fn raw_upload_start(c: &mut Client) -> Vec<u8> {
+    let csrf = c.get("/file/upload").await.form_csrf("/file/upload");
+    let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut start = format!(
+        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
+        cookie.join("; ")
+    )
+    .into_bytes();
+    start.extend(part_head("csrf", None, None));
+    start.extend_from_slice(csrf.as_bytes());
+    start.extend_from_slice(b"\r\n");
+    start
+}
+
+/// The download form's request, to send with `send_streaming` and read piece by piece.
+async fn download_request(c: &mut Client, path: &str, key: &str) -> Request<AnyBody> {
+    let csrf = c.get(path).await.form_csrf(&format!("{path}/download"));
+    let form = crate::support::client::encode_form(&[("csrf", &csrf), ("key", key)]);
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!("{path}/download"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(whole(form.into_bytes()))
+        .unwrap()
 }
 
 async fn share(c: &mut Client, path: &str, username: &str) -> Resp {
@@ -399,14 +429,7 @@ async fn a_200_mb_upload_and_download_keep_the_server_memory_flat() {
     let key = key_of(&up);
 
     // Download: checked piece by piece as it arrives, never held whole.
-    let csrf = c.get(&path).await.form_csrf(&format!("{path}/download"));
-    let form = crate::support::client::encode_form(&[("csrf", &csrf), ("key", &key)]);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{path}/download"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(whole(form.into_bytes()))
-        .unwrap();
+    let req = download_request(&mut c, &path, &key).await;
     let before = rss_bytes();
     let sampler = RssSampler::start();
     let started = Instant::now();
@@ -852,17 +875,8 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_rows() {
     let server = TestServer::start().await;
     let mut c = server.client();
     c.member("gus").await;
-    let csrf = c.get("/file/upload").await.form_csrf("/file/upload");
-    let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut start = raw_upload_start(&mut c).await;
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut start = format!(
-        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
-        cookie.join("; ")
-    )
-    .into_bytes();
-    start.extend(part_head("csrf", None, None));
-    start.extend_from_slice(csrf.as_bytes());
-    start.extend_from_slice(b"\r\n");
     start.extend(part_head(
         "file",
         Some("partial.bin"),
@@ -1347,18 +1361,9 @@ async fn a_form_whose_part_headers_never_end_is_refused_without_being_held() {
     let server = TestServer::start().await;
     let mut c = server.client();
     c.member("hana").await;
-    let csrf = c.get("/file/upload").await.form_csrf("/file/upload");
-    let cookie: Vec<String> = c.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut start = raw_upload_start(&mut c).await;
     let s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
-    let mut start = format!(
-        "POST /file/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 40000000\r\n\r\n",
-        cookie.join("; ")
-    )
-    .into_bytes();
-    start.extend(part_head("csrf", None, None));
-    start.extend_from_slice(csrf.as_bytes());
-    start.extend_from_slice(b"\r\n");
     start.extend_from_slice(
         format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nX-Pad: ").as_bytes(),
     );
@@ -1430,14 +1435,7 @@ async fn chunks_moved_in_the_store_abort_the_download_and_fail_decrypt() {
     ));
     // The download starts (the first chunk is in place) and is cut off at the moved one:
     // the client never gets a body of the declared length.
-    let csrf = c.get(&path).await.form_csrf(&format!("{path}/download"));
-    let form = crate::support::client::encode_form(&[("csrf", &csrf), ("key", &key)]);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{path}/download"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(whole(form.into_bytes()))
-        .unwrap();
+    let req = download_request(&mut c, &path, &key).await;
     let resp = c.send_streaming(req).await;
     assert_eq!(resp.status, StatusCode::OK);
     let mut body = resp.body;
