@@ -37,15 +37,8 @@ pub async fn show(
     let Some((member, record)) = ctx
         .state
         .store
-        .run(move |s| {
-            let Some((member, record)) = crate::accounts::find_user(s, &username)? else {
-                return Ok(None);
-            };
-            // Someone who denied or blocked the viewer, or whom the viewer blocked, does
-            // not exist for the viewer, here as in search.
-            let visible = member == me || crate::connections::visible_to(s, &me, &member)?;
-            Ok(visible.then_some((member, record)))
-        })
+        // Someone hidden from the viewer does not exist for them, here as in search.
+        .run(move |s| crate::connections::find_visible(s, &me, &username))
         .await?
     else {
         return Err(AppError::NotFound);

@@ -292,6 +292,22 @@ pub fn visible_to(store: &Store, viewer: &Id, other: &Id) -> Result<bool, StoreE
     Ok(relation_of(store, viewer, other)? != Relation::Hidden)
 }
 
+/// The member named `name` as `viewer` may know them: `None` for a name nobody has, and
+/// for a member who denied or blocked the viewer or whom the viewer blocked (pages that
+/// take a name, such as a profile or a file share, answer both alike). The viewer finds
+/// themself.
+pub fn find_visible(
+    store: &Store,
+    viewer: &Id,
+    name: &Username,
+) -> Result<Option<(Id, UserRecord)>, StoreError> {
+    let Some((member, record)) = crate::accounts::find_user(store, name)? else {
+        return Ok(None);
+    };
+    let visible = &member == viewer || visible_to(store, viewer, &member)?;
+    Ok(visible.then_some((member, record)))
+}
+
 /// Search by normalised username: the exact name, or (with `prefix`) names starting with
 /// the query (at least 3 characters). Members hidden from `viewer` never appear.
 pub fn search(

@@ -585,15 +585,8 @@ pub async fn share(
     let found = ctx
         .state
         .store
-        .run(move |s| {
-            let Some((member, record)) = crate::accounts::find_user(s, &name)? else {
-                return Ok(None);
-            };
-            // Someone who denied or blocked the owner, or whom the owner blocked, does not
-            // exist for the owner: sharing with them answers as for an unknown name.
-            let visible = member == me || crate::connections::visible_to(s, &me, &member)?;
-            Ok(visible.then_some((member, record)))
-        })
+        // Sharing with someone hidden from the owner answers as for an unknown name.
+        .run(move |s| crate::connections::find_visible(s, &me, &name))
         .await?;
     let Some((grantee, grantee_record)) = found else {
         return file_page(
