@@ -78,6 +78,12 @@ async fn join(c: &mut Client, id: &str) {
     assert_eq!(r.header("location"), Some(gpath(id).as_str()));
 }
 
+/// The creator invites `name`, whose client `invitee` then joins.
+async fn add(creator: &mut Client, id: &str, invitee: &mut Client, name: &str) {
+    invite(creator, id, name).await;
+    join(invitee, id).await;
+}
+
 /// Send to a group through its page's form.
 async fn gsay(c: &mut Client, id: &str, text: &str, timer: &str) -> Resp {
     let path = gpath(id);
@@ -240,16 +246,14 @@ async fn three_members_chat_and_each_reads_exactly_their_epochs() {
     connect(a, b, "bob").await;
     connect(a, c, "carol").await;
     let id = create_group(a, "Three").await;
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
+    add(a, &id, b, "bob").await;
     assert_eq!(
         gsay(a, &id, "one: before carol", "").await.status,
         StatusCode::SEE_OTHER
     );
     gsay(b, &id, "two: before carol", "").await;
 
-    invite(a, &id, "carol").await;
-    join(c, &id).await;
+    add(a, &id, c, "carol").await;
     gsay(c, &id, "three: carol is here", "").await;
     gsay(a, &id, "four: all three", "").await;
 
@@ -306,8 +310,7 @@ async fn three_members_chat_and_each_reads_exactly_their_epochs() {
     );
 
     // bob is invited again: a new membership, which starts now.
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
+    add(a, &id, b, "bob").await;
     assert!(
         read(b, &id).await.is_empty(),
         "nothing from his first membership or the gap"
@@ -328,10 +331,8 @@ async fn the_creator_removes_members_and_nobody_else_can() {
     connect(a, b, "bob").await;
     connect(a, c, "carol").await;
     let id = create_group(a, "Removals").await;
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
-    invite(a, &id, "carol").await;
-    join(c, &id).await;
+    add(a, &id, b, "bob").await;
+    add(a, &id, c, "carol").await;
     let store = &server.state().store;
     let (bob, carol) = (member_id(store, "bob"), member_id(store, "carol"));
 
@@ -414,8 +415,7 @@ async fn a_group_live_stream_delivers_and_follows_new_epochs() {
     connect(a, b, "bob").await;
     connect(a, c, "carol").await;
     let id = create_group(a, "Live").await;
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
+    add(a, &id, b, "bob").await;
 
     let page = b.get(&gpath(&id)).await;
     let sel = scraper::Selector::parse("iframe.live-frame").unwrap();
@@ -441,8 +441,7 @@ async fn a_group_live_stream_delivers_and_follows_new_epochs() {
     assert!(live.text.contains("data-status=\"verified\""));
 
     // carol joins: a new epoch; bob's open stream takes the new key and reads on.
-    invite(a, &id, "carol").await;
-    join(c, &id).await;
+    add(a, &id, c, "carol").await;
     assert!(
         live.wait_for("membership changed", Duration::from_secs(5))
             .await
@@ -471,8 +470,7 @@ async fn a_self_destructing_message_is_gone_from_the_file_after_its_deadline() {
     let b = &mut rest[0];
     let conn = connect(a, b, "bob").await;
     let gid = create_group(a, "group-name-marker").await;
-    invite(a, &gid, "bob").await;
-    join(b, &gid).await;
+    add(a, &gid, b, "bob").await;
 
     // An unknown timer is refused and stores nothing.
     let r = gsay(a, &gid, "bad timer", "31").await;
@@ -781,8 +779,7 @@ async fn dsa_and_rsa_members_converse_and_tampering_never_verifies() {
     assert!(messages(&page).iter().all(|(_, _, s)| s == "verified"));
 
     let gid = create_group(a, "Mixed").await;
-    invite(a, &gid, "bob").await;
-    join(b, &gid).await;
+    add(a, &gid, b, "bob").await;
     gsay(a, &gid, "group DSA", "").await;
     gsay(b, &gid, "group RSA", "").await;
     let page = b.get(&gpath(&gid)).await;
@@ -863,8 +860,7 @@ async fn non_members_get_the_not_found_page_for_every_group_route() {
     connect(a, b, "bob").await;
     connect(a, m, "mallory").await;
     let id = create_group(a, "Private").await;
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
+    add(a, &id, b, "bob").await;
     gsay(a, &id, "members only", "").await;
     let store = &server.state().store;
     let bob = member_id(store, "bob");
@@ -946,8 +942,7 @@ async fn every_new_post_needs_its_csrf_token_and_changes_nothing_without_it() {
     connect(a, b, "bob").await;
     connect(a, c, "carol").await;
     let id = create_group(a, "Guarded").await;
-    invite(a, &id, "bob").await;
-    join(b, &id).await;
+    add(a, &id, b, "bob").await;
     invite(a, &id, "carol").await; // pending, for accept/decline
     let store = &server.state().store;
     let bob = member_id(store, "bob");
@@ -1013,10 +1008,8 @@ async fn account_deletion_removes_memberships_authored_messages_and_wrapped_keys
     connect(a, c, "carol").await;
     connect(b, c, "carol").await;
     let g1 = create_group(a, "First").await;
-    invite(a, &g1, "bob").await;
-    join(b, &g1).await;
-    invite(a, &g1, "carol").await;
-    join(c, &g1).await;
+    add(a, &g1, b, "bob").await;
+    add(a, &g1, c, "carol").await;
     gsay(b, &g1, "bob one", "").await;
     gsay(b, &g1, "bob two", "300").await;
     gsay(a, &g1, "alice stays", "").await;
