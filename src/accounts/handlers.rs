@@ -5,32 +5,14 @@ use hyper::{Request, Response, StatusCode};
 
 use super::views::{self, SettingsForm};
 use super::{AccountError, LoginOutcome, Username, check_password_shape, secret_bytes};
+use crate::chat::signing;
+use crate::connections::keys::SignatureScheme;
 use crate::web::Ctx;
 use crate::web::error::AppError;
-use crate::web::request::{Form, read_form};
 use crate::web::response::{Body, html, redirect};
 
-/// Read a form body with the server's limits.
-pub async fn form(ctx: &Ctx, req: Request<Incoming>) -> Result<Form, AppError> {
-    let cfg = &ctx.state.config.server;
-    let (parts, body) = req.into_parts();
-    read_form(
-        &parts.headers,
-        body,
-        cfg.max_form_bytes,
-        std::time::Duration::from_secs(cfg.body_timeout_secs),
-    )
-    .await
-}
-
-/// The query string as a form (for notices like `?registered=1`).
-pub fn query(req: &Request<Incoming>) -> Result<Form, AppError> {
-    Form::parse(req.uri().query().unwrap_or("").as_bytes())
-        .ok_or_else(|| AppError::BadRequest("The address was not correctly encoded.".into()))
-}
-
 pub async fn home(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let notice = q
         .get("deleted")
         .map(|_| "Your account and everything in it have been deleted.");
@@ -55,7 +37,7 @@ pub async fn register_submit(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     ctx.check_anonymous_form(&form)?;
     let typed = form.text("username");
     let refuse = |ctx: &mut Ctx, status: StatusCode, e: AccountError, typed: &str| {
@@ -113,7 +95,7 @@ pub async fn register_submit(
 }
 
 pub async fn login_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let notice = q
         .get("registered")
         .map(|_| "Your account is ready. Log in with your password.");
@@ -140,7 +122,7 @@ pub async fn login_submit(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     ctx.check_anonymous_form(&form)?;
     // A name that cannot exist fails without touching the store; nothing is learnt from
     // that, since the rules for names are public.
@@ -180,7 +162,7 @@ pub async fn login_submit(
 }
 
 pub async fn logout(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     ctx.check_member_form(&form)?;
     ctx.end_session();
     Ok(redirect("/"))
@@ -201,7 +183,7 @@ pub async fn settings(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
     if ctx.session.is_none() {
         return Ok(redirect("/login"));
     }
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let notice = match q.get("changed") {
         Some("password") => Some("Your password has been changed."),
         Some("destruction") => Some("Your destruction password has been changed."),
@@ -222,7 +204,7 @@ pub async fn change_password(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let which = SettingsForm::Password;
     if let Err(e) = check_password_shape(
@@ -261,7 +243,7 @@ pub async fn change_destruction(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let which = SettingsForm::Destruction;
     if let Err(e) = check_password_shape(
@@ -300,7 +282,7 @@ pub async fn delete_account(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     if !ctx.state.limits.login_allowed(&session.username) {
         return Err(AppError::TooManyRequests);
@@ -325,4 +307,49 @@ pub async fn delete_account(
             None,
         )),
     }
+}
+
+/// `GET /settings/signature`.
+pub async fn signature_settings(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let Some(session) = ctx.session.clone() else {
+        return Ok(redirect("/login"));
+    };
+    let q = ctx.query(&req)?;
+    let notice = q.get("saved").map(|_| "Saved.");
+    let me = session.user_id;
+    let current = ctx
+        .state
+        .store
+        .run(move |s| signing::scheme_of(s, &me))
+        .await?;
+    let page = ctx.page();
+    Ok(html(
+        StatusCode::OK,
+        views::signature_settings(&page, current, notice),
+    ))
+}
+
+/// `POST /settings/signature` (`csrf`, `scheme`: `rsa-pss` or `dsa`).
+pub async fn signature_submit(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let form = ctx.form(req).await?;
+    let session = ctx.check_member_form(&form)?;
+    let scheme = SignatureScheme::from_form(form.text("scheme"))
+        .ok_or_else(|| AppError::BadRequest("Choose RSA-PSS or DSA.".into()))?;
+    if scheme == SignatureScheme::Dsa {
+        // Make sure the installation's DSA parameters exist (generated once, seconds),
+        // so that the next connection or group does not wait for them.
+        ctx.state.dsa_params().await?;
+    }
+    let me = session.user_id;
+    ctx.state
+        .store
+        .run(move |s| signing::set_scheme(s, &me, scheme))
+        .await?;
+    Ok(redirect("/settings/signature?saved=1"))
 }

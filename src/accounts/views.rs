@@ -2,6 +2,7 @@
 
 use maud::{Markup, html};
 
+use crate::connections::keys::SignatureScheme;
 use crate::web::layout::{PageCtx, csrf_field, form_error, page};
 
 /// The start page.
@@ -161,6 +162,45 @@ pub fn settings(
                     button.danger type="submit" { "Delete my account" }
                 }
             }
+        },
+    )
+}
+
+/// `/settings/signature`: the scheme the member signs new connections and groups with.
+pub fn signature_settings(ctx: &PageCtx, current: SignatureScheme, notice: Option<&str>) -> Markup {
+    page(
+        ctx,
+        "Signature scheme",
+        html! {
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            p {
+                "You sign with " strong.current-scheme { (current.name()) } ". "
+                "The choice applies to connections you accept or that accept you, and to groups \
+                 you create or join, from now on; existing ones keep their keys. Either way your \
+                 contacts verify your signatures."
+            }
+            form.stack method="post" action="/settings/signature" {
+                (csrf_field(ctx))
+                fieldset {
+                    legend { "Sign new connections and groups with" }
+                    @for scheme in [SignatureScheme::RsaPss, SignatureScheme::Dsa] {
+                        label {
+                            input type="radio" name="scheme" value=(scheme.form_value())
+                                checked[scheme == current];
+                            " " (scheme.name())
+                            @if scheme == SignatureScheme::RsaPss { " (default)" }
+                        }
+                    }
+                }
+                button type="submit" { "Save" }
+            }
+            p.muted {
+                "Signatures are made by this server with keys it holds for you and unlocks while \
+                 you are logged in. They show that a stored message was not altered or forged by \
+                 someone without those keys; they do not prove authorship against the server's \
+                 operator. The README's security section explains both schemes."
+            }
+            p { a href="/settings" { "Back to settings" } }
         },
     )
 }

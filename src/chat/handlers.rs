@@ -12,7 +12,6 @@ use super::live::{self, CHAT_PAGE_CSP};
 use super::thread::Kind;
 use super::views::{self, ChatPage, OnlineEntry};
 use super::{HISTORY_PAGE, POLL_LIMIT, Sent, TextError, clean_text, parse_timer};
-use crate::accounts::handlers::{form, query};
 use crate::crypto::{b64url, b64url_decode_exact};
 use crate::store::Id;
 use crate::web::Ctx;
@@ -109,7 +108,7 @@ pub async fn dispatch(
         ChatRoute::Page(id) => page(ctx, req, id).await,
         ChatRoute::Live(id) => {
             // Errors here are shown inside the chat page's frame, so they are framable.
-            let after = query(&req).ok().and_then(|q| match q.get("after") {
+            let after = ctx.query(&req).ok().and_then(|q| match q.get("after") {
                 None => Some(0),
                 Some(a) => a.parse::<u64>().ok(),
             });
@@ -226,7 +225,7 @@ async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let before =
         match q.get("before") {
             None => None,
@@ -310,7 +309,7 @@ async fn post_message(
     req: Request<Incoming>,
     id: Id,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     match send(ctx, &session, id, form.text("message"), form.text("timer")).await? {
         SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&id)))),
@@ -331,7 +330,7 @@ async fn post_message(
 
 /// `POST /chat/send` as a form (`csrf`, `receiver_id`, `message`).
 async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let conversation = conversation_with(ctx, &session, form.text("receiver_id")).await?;
     match send(

@@ -6,7 +6,6 @@ use hyper::{Request, Response, StatusCode};
 
 use super::views::{self, ConnectedView, ConnectionsPage};
 use super::{BlockError, RequestError};
-use crate::accounts::handlers::{form, query};
 use crate::chat::hub::Event;
 use crate::crypto::{b64url, b64url_decode_exact};
 use crate::store::Id;
@@ -98,7 +97,7 @@ async fn search(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let typed = q.text("q").trim().to_owned();
     let prefix = ctx.state.config.connections.search_prefix;
     let results = if typed.is_empty() {
@@ -129,7 +128,7 @@ async fn connect_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
     if ctx.session.is_none() {
         return Ok(redirect("/login"));
     }
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let page = ctx.page();
     Ok(html(
         StatusCode::OK,
@@ -148,7 +147,7 @@ fn request_error_status(e: RequestError) -> StatusCode {
 }
 
 async fn connect_submit(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let typed = form.text("username").to_owned();
     // Counted before the lookup: a request to a member who denied you and one to a name
@@ -180,7 +179,7 @@ async fn list(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let notice = [
         ("sent", "Your request has been sent."),
         ("denied", "The request has been denied."),
@@ -230,7 +229,7 @@ async fn list(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
 }
 
 async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     // Check before taking keys from the pool, so that a bad id costs nothing.
@@ -262,7 +261,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
 }
 
 async fn deny(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     if ctx
@@ -278,7 +277,7 @@ async fn deny(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
 }
 
 async fn remove(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     match ctx
@@ -298,7 +297,7 @@ async fn remove(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
 }
 
 async fn block(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     // Blocking by name answers "not found" for unknown names, so it counts against the
@@ -330,7 +329,7 @@ async fn block(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, 
 }
 
 async fn unblock(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     let Some(target) = b64url_decode_exact::<16>(form.text("member")) else {

@@ -12,7 +12,9 @@
 //! file is readable at rest except its size, its chunk count, its expiry (to the hour) and
 //! who owns it and who may read it.
 
+pub mod download;
 pub mod handlers;
+pub mod receive;
 pub mod store;
 pub mod upload;
 pub mod views;

@@ -18,7 +18,6 @@ use hyper::{Request, Response, StatusCode};
 
 use super::views::{self, GroupPage};
 use super::{InviteError, NameError, RemoveError, Removed, clean_name};
-use crate::accounts::handlers::{form, query};
 use crate::chat::handlers::{text_error_status, timer_field};
 use crate::chat::hub::Event;
 use crate::chat::live::{self, CHAT_PAGE_CSP};
@@ -108,7 +107,7 @@ pub async fn dispatch(
         GroupRoute::Page(id) if post => post_message(ctx, req, id).await,
         GroupRoute::Page(id) => page(ctx, req, id).await,
         GroupRoute::Live(id) => {
-            let after = query(&req).ok().and_then(|q| match q.get("after") {
+            let after = ctx.query(&req).ok().and_then(|q| match q.get("after") {
                 None => Some(0),
                 Some(a) => a.parse::<u64>().ok(),
             });
@@ -159,7 +158,7 @@ async fn list(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let notice = if q.get("left").is_some() {
         Some("You left the group.")
     } else if q.get("declined").is_some() {
@@ -176,7 +175,7 @@ fn name_error_status(_: NameError) -> StatusCode {
 
 /// `POST /chat/create` (`csrf`, `name`).
 async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     let name = match clean_name(form.text("name")) {
@@ -334,7 +333,7 @@ async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
     let Some(session) = ctx.session.clone() else {
         return Ok(redirect("/login"));
     };
-    let q = query(&req)?;
+    let q = ctx.query(&req)?;
     let bad = || AppError::BadRequest("The address was not correctly formed.".into());
     let before = match q.get("before") {
         None => None,
@@ -353,7 +352,7 @@ async fn post_message(
     req: Request<Incoming>,
     id: Id,
 ) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let me = session.user_id;
     // Membership first: someone else's group is "not found", whatever the text.
@@ -423,7 +422,7 @@ fn invite_error_status(e: InviteError) -> StatusCode {
 /// The page then says whether the invitee is online (they can join now) or offline (the
 /// invitation waits for them).
 async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
@@ -475,7 +474,7 @@ async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
 
 /// `POST /chat/accept` (`csrf`, `group`): the invitee joins.
 async fn accept(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
@@ -509,7 +508,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
 
 /// `POST /chat/decline` (`csrf`, `group`): the invitee declines.
 async fn decline(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
@@ -544,7 +543,7 @@ fn publish_departure(ctx: &Ctx, group: Id, gone: Id, remaining: &[Id]) {
 
 /// `POST /chat/leave` (`csrf`, `group`).
 async fn leave(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
@@ -570,7 +569,7 @@ fn remove_error_status(e: RemoveError) -> StatusCode {
 /// `POST /chat/remove` (`csrf`, `group`, `member`): the creator removes a member or
 /// withdraws an invitation.
 async fn remove(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
-    let form = form(ctx, req).await?;
+    let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;

@@ -13,6 +13,8 @@ pub mod stream;
 
 use std::sync::Arc;
 
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 
 use crate::app::AppState;
@@ -144,6 +146,25 @@ impl Ctx {
             }
         };
         self.state.sessions.anonymous_csrf(&pre).unwrap_or_default()
+    }
+
+    /// Read a form body with the server's limits (size, body timeout).
+    pub async fn form(&self, req: Request<Incoming>) -> Result<Form, AppError> {
+        let cfg = &self.state.config.server;
+        let (parts, body) = req.into_parts();
+        request::read_form(
+            &parts.headers,
+            body,
+            cfg.max_form_bytes,
+            std::time::Duration::from_secs(cfg.body_timeout_secs),
+        )
+        .await
+    }
+
+    /// The query string as a form (for notices like `?registered=1`).
+    pub fn query(&self, req: &Request<Incoming>) -> Result<Form, AppError> {
+        Form::parse(req.uri().query().unwrap_or("").as_bytes())
+            .ok_or_else(|| AppError::BadRequest("The address was not correctly encoded.".into()))
     }
 
     /// What the layout needs.

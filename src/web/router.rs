@@ -13,7 +13,7 @@ use super::response::{Body, full};
 use crate::accounts::handlers as accounts;
 use crate::chat::handlers::{self as chat, ChatRoute};
 use crate::connections::handlers::{self as connections, ConnectionsRoute};
-use crate::files::handlers as files;
+use crate::files::{download, handlers as files, receive};
 use crate::groups::handlers::{self as groups, GroupRoute};
 use crate::store::Id;
 
@@ -147,14 +147,14 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::SettingsPassword if post => accounts::change_password(ctx, req).await,
         Route::SettingsDestruction if post => accounts::change_destruction(ctx, req).await,
         Route::SettingsDelete if post => accounts::delete_account(ctx, req).await,
-        Route::SettingsSignature if get => crate::chat::signing::settings_page(ctx, req).await,
-        Route::SettingsSignature if post => crate::chat::signing::settings_submit(ctx, req).await,
+        Route::SettingsSignature if get => accounts::signature_settings(ctx, req).await,
+        Route::SettingsSignature if post => accounts::signature_submit(ctx, req).await,
         Route::Files if get => files::list(ctx, req).await,
-        Route::FileUpload if get => files::upload_form(ctx, req).await,
-        Route::FileUpload if post => files::upload_submit(ctx, req).await,
+        Route::FileUpload if get => receive::upload_form(ctx, req).await,
+        Route::FileUpload if post => receive::upload_submit(ctx, req).await,
         Route::File(id) if get => files::show(ctx, req, id).await,
-        Route::FileDownload(id) if post => files::download(ctx, req, id).await,
-        Route::FileRaw(id) if get => files::raw(ctx, req, id).await,
+        Route::FileDownload(id) if post => download::download(ctx, req, id).await,
+        Route::FileRaw(id) if get => download::raw(ctx, req, id).await,
         Route::FileDelete(id) if post => files::delete(ctx, req, id).await,
         Route::FileShare(id) if post => files::share(ctx, req, id).await,
         Route::FileRevoke(id) if post => files::revoke(ctx, req, id).await,

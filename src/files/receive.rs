@@ -1,0 +1,444 @@
+//! Receiving an upload: the form, and the streamed `multipart/form-data` body handed to
+//! an [`UploadWriter`] as it arrives.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response, StatusCode};
+use parking_lot::Mutex;
+
+use super::store as files_store;
+use super::upload::{UploadFailure, UploadWriter};
+use super::views;
+use super::{FileMeta, MAX_EXPIRY_DAYS};
+use crate::crypto::SecretKey;
+use crate::store::{Id, StoreError};
+use crate::web::Ctx;
+use crate::web::error::AppError;
+use crate::web::request::{content_length, media_type};
+use crate::web::response::{Body, html, redirect};
+use crate::web::session::Session;
+
+/// Bytes of multipart framing and small fields accepted beyond `files.max_upload_bytes`.
+const FORM_OVERHEAD: u64 = 64 * 1024;
+/// Largest value of a field other than `file` (the CSRF token, `expiry_days`).
+const SMALL_FIELD_BYTES: u64 = 4 * 1024;
+/// After refusing an upload part-way, read (and discard) at most this much more of the
+/// body, for at most [`DRAIN_SECS`], so that a browser still sending gets to read the
+/// error page instead of a reset connection.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+const DRAIN_SECS: u64 = 10;
+
+/// `GET /file/upload`.
+pub async fn upload_form(
+    ctx: &mut Ctx,
+    _req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    if ctx.session.is_none() {
+        return Ok(redirect("/login"));
+    }
+    let page = ctx.page();
+    Ok(html(
+        StatusCode::OK,
+        views::upload(&page, ctx.state.config.files.max_upload_bytes, None),
+    ))
+}
+
+/// Why an upload was refused.
+#[derive(Debug)]
+enum Refusal {
+    Csrf,
+    RateLimited,
+    NoFile,
+    TwoFiles,
+    Expiry,
+    TooLarge,
+    Quota { used: u64, quota: u64 },
+    Malformed,
+    Interrupted,
+    Timeout,
+    Internal(String),
+}
+
+impl From<UploadFailure> for Refusal {
+    fn from(f: UploadFailure) -> Self {
+        match f {
+            UploadFailure::TooLarge => Refusal::TooLarge,
+            UploadFailure::Quota { used, quota } => Refusal::Quota { used, quota },
+            // The account is gone; nobody will read this answer.
+            UploadFailure::Gone => Refusal::Interrupted,
+            UploadFailure::Store(detail) => Refusal::Internal(detail),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Internal(e.to_string())
+    }
+}
+
+fn multer_refusal(e: multer::Error) -> Refusal {
+    // Never log these: a header that failed to decode may hold a file name.
+    match e {
+        multer::Error::StreamSizeExceeded { .. } => Refusal::TooLarge,
+        multer::Error::FieldSizeExceeded { field_name, .. }
+            if field_name.as_deref() == Some("file") =>
+        {
+            Refusal::TooLarge
+        }
+        multer::Error::StreamReadFailed(e) => {
+            let held_too_much = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<HeldTooMuch>());
+            if held_too_much {
+                Refusal::Malformed
+            } else {
+                Refusal::Interrupted
+            }
+        }
+        _ => Refusal::Malformed,
+    }
+}
+
+/// The request body, shared so that it can be drained after multer gives up on it.
+///
+/// It also bounds what multer may hold: multer keeps everything it has not yet handed
+/// out (a part's headers until their blank line, a preamble until the first boundary),
+/// so a form that never ends its headers would otherwise be held up to the whole upload
+/// limit. Bytes read minus file bytes handed out may not pass [`HELD_LIMIT`].
+#[derive(Clone)]
+struct SharedBody {
+    body: Arc<Mutex<Incoming>>,
+    /// Bytes read from the client.
+    read: Arc<AtomicU64>,
+    /// Bytes of the `file` field handed out by multer (counted by `read_fields`).
+    file: Arc<AtomicU64>,
+}
+
+/// The most of a form, besides file content already handed out, that is held at once:
+/// the framing and small fields, plus a body frame or two in flight (the connection
+/// reads at most `MAX_HEAD_BYTES` at a time).
+const HELD_LIMIT: u64 = FORM_OVERHEAD + 2 * 64 * 1024;
+
+/// The error a form that holds too much ends with (multer: `StreamReadFailed`).
+#[derive(Debug)]
+struct HeldTooMuch;
+
+impl std::fmt::Display for HeldTooMuch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the form's headers or framing are too large")
+    }
+}
+
+impl std::error::Error for HeldTooMuch {}
+
+impl SharedBody {
+    fn new(body: Incoming) -> Self {
+        Self {
+            body: Arc::new(Mutex::new(body)),
+            read: Arc::new(AtomicU64::new(0)),
+            file: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The next piece of data, trailers skipped.
+    fn poll_data(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, hyper::Error>>> {
+        use http_body::Body as _;
+        let mut body = self.body.lock();
+        loop {
+            return match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        self.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        Poll::Ready(Some(Ok(data)))
+                    }
+                    // Trailers carry nothing for us.
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    /// Read and discard what the client is still sending, within bounds.
+    async fn drain(self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(DRAIN_SECS);
+        let mut seen = 0u64;
+        let next = || futures_util::future::poll_fn(|cx| self.poll_data(cx));
+        while let Ok(Some(Ok(bytes))) = tokio::time::timeout_at(deadline, next()).await {
+            seen = seen.saturating_add(bytes.len() as u64);
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+}
+
+impl futures_util::Stream for SharedBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let held = self
+            .read
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.file.load(Ordering::Relaxed));
+        if held > HELD_LIMIT {
+            return Poll::Ready(Some(Err(std::io::Error::other(HeldTooMuch))));
+        }
+        self.poll_data(cx)
+            .map(|item| item.map(|r| r.map_err(std::io::Error::other)))
+    }
+}
+
+/// Await `f` unless the client sends nothing for `idle`.
+async fn within<T>(
+    idle: Duration,
+    f: impl std::future::Future<Output = Result<T, multer::Error>>,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout(idle, f).await {
+        Err(_) => Err(Refusal::Timeout),
+        Ok(r) => r.map_err(multer_refusal),
+    }
+}
+
+/// A finished upload.
+struct Uploaded {
+    id: Id,
+    key: Arc<SecretKey>,
+    name: String,
+    size: u64,
+    expires_at: i64,
+}
+
+/// `POST /file/upload` (`multipart/form-data`: `csrf` first, then `expiry_days` and
+/// `file`). Streams the file into the store; see `files::upload`.
+///
+/// Field order: `csrf` must be the first field, and is checked before anything is stored.
+/// `expiry_days` normally precedes `file` (as in the form) and is then checked before any
+/// byte of the file is read; if a client sends it after the file instead, it is still
+/// honoured, but a bad value then discards the whole upload (400).
+pub async fn upload_submit(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    let (parts, body) = req.into_parts();
+    if media_type(&parts.headers).as_deref() != Some("multipart/form-data") {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let boundary = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| AppError::BadRequest("The upload form was not well formed.".into()))?;
+    let max = ctx.state.config.files.max_upload_bytes;
+    if content_length(&parts.headers).is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
+        return refused(ctx, Refusal::TooLarge);
+    }
+    let body = SharedBody::new(body);
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max.saturating_add(FORM_OVERHEAD))
+            .per_field(SMALL_FIELD_BYTES)
+            .for_field("file", max),
+    );
+    let mut multipart = multer::Multipart::with_constraints(body.clone(), boundary, constraints);
+    let idle = Duration::from_secs(ctx.state.config.server.body_timeout_secs);
+    let outcome = receive(ctx, &session, &mut multipart, idle, &body.file).await;
+    drop(multipart);
+    match outcome {
+        Ok(done) => {
+            tracing::info!("file uploaded");
+            let page = ctx.page();
+            let key = done.key.to_base64();
+            Ok(html(
+                StatusCode::OK,
+                views::uploaded(
+                    &page,
+                    &super::id_to_url(&done.id),
+                    &done.name,
+                    done.size,
+                    done.expires_at,
+                    &key,
+                ),
+            ))
+        }
+        Err(refusal) => {
+            if !matches!(refusal, Refusal::Interrupted | Refusal::Timeout) {
+                body.drain().await;
+            }
+            refused(ctx, refusal)
+        }
+    }
+}
+
+/// The answer to a refused upload: the upload form again with the reason, or the generic
+/// page for CSRF, rate limits and internal errors.
+fn refused(ctx: &mut Ctx, refusal: Refusal) -> Result<Response<Body>, AppError> {
+    let max = ctx.state.config.files.max_upload_bytes;
+    let (status, message) = match refusal {
+        Refusal::Csrf => return Err(AppError::Csrf),
+        Refusal::RateLimited => return Err(AppError::TooManyRequests),
+        Refusal::Internal(detail) => return Err(AppError::Internal(detail)),
+        Refusal::NoFile => (
+            StatusCode::BAD_REQUEST,
+            "Choose a file to upload.".to_owned(),
+        ),
+        Refusal::TwoFiles => (
+            StatusCode::BAD_REQUEST,
+            "Upload one file at a time.".to_owned(),
+        ),
+        Refusal::Expiry => (StatusCode::BAD_REQUEST, super::EXPIRY_MESSAGE.to_owned()),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The file is larger than {}, the most this server accepts.",
+                views::human_size(max)
+            ),
+        ),
+        Refusal::Quota { used, quota } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Your storage is full: your files take {} of your {}. Delete a file to make room.",
+                views::human_size(used),
+                views::human_size(quota)
+            ),
+        ),
+        Refusal::Malformed => (
+            StatusCode::BAD_REQUEST,
+            "The upload was not a well-formed form. Use the form on this page.".to_owned(),
+        ),
+        Refusal::Interrupted => (
+            StatusCode::BAD_REQUEST,
+            "The upload was interrupted. Nothing was kept; try again.".to_owned(),
+        ),
+        Refusal::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "The upload stalled. Nothing was kept; try again.".to_owned(),
+        ),
+    };
+    let page = ctx.page();
+    Ok(html(status, views::upload(&page, max, Some(&message))))
+}
+
+/// Read the form, field by field. Whatever was stored is deleted before this returns an
+/// error.
+async fn receive(
+    ctx: &Ctx,
+    session: &Arc<Session>,
+    multipart: &mut multer::Multipart<'static>,
+    idle: Duration,
+    file_seen: &AtomicU64,
+) -> Result<Uploaded, Refusal> {
+    // The CSRF token first: nothing is stored for a forged form.
+    let first = within(idle, multipart.next_field()).await?;
+    let token = match first {
+        Some(field) if field.name() == Some("csrf") => within(idle, field.text()).await?,
+        _ => return Err(Refusal::Csrf),
+    };
+    if !session.csrf_ok(&token) {
+        return Err(Refusal::Csrf);
+    }
+    if !ctx.state.limits.upload_allowed(&session.user_id) {
+        return Err(Refusal::RateLimited);
+    }
+    let owner = session.user_id;
+    let quota = ctx.state.config.files.quota_bytes_per_member;
+    let used = ctx
+        .state
+        .store
+        .run(move |s| files_store::usage(s, &owner))
+        .await?;
+    if used >= quota {
+        return Err(Refusal::Quota { used, quota });
+    }
+
+    let mut slot: Option<(UploadWriter, FileMeta)> = None;
+    let fields = read_fields(ctx, session, multipart, idle, file_seen, &mut slot).await;
+    let (writer, meta) = match (fields, slot) {
+        (Ok(days), Some((writer, meta))) => ((writer, days), meta),
+        (Ok(_), None) => return Err(Refusal::NoFile),
+        (Err(refusal), slot) => {
+            if let Some((writer, _)) = slot {
+                writer.abandon().await;
+            }
+            return Err(refusal);
+        }
+    };
+    let (writer, days) = writer;
+    let expires_at = super::expires_at(ctx.now, days.unwrap_or(MAX_EXPIRY_DAYS));
+    let (id, size) = (writer.id(), writer.received());
+    let key = writer.finish(expires_at).await?;
+    Ok(Uploaded {
+        id,
+        key,
+        name: super::display_name(&meta.name),
+        size,
+        expires_at,
+    })
+}
+
+/// Every field after the CSRF token. The file goes into a writer left in `slot` (also
+/// when this fails, so the caller can discard it). Returns the expiry, if one was sent.
+async fn read_fields(
+    ctx: &Ctx,
+    session: &Arc<Session>,
+    multipart: &mut multer::Multipart<'static>,
+    idle: Duration,
+    file_seen: &AtomicU64,
+    slot: &mut Option<(UploadWriter, FileMeta)>,
+) -> Result<Option<u32>, Refusal> {
+    let mut days = None;
+    while let Some(mut field) = within(idle, multipart.next_field()).await? {
+        match field.name() {
+            Some("expiry_days") => {
+                let text = within(idle, field.text()).await?;
+                days = Some(super::parse_expiry_days(&text).ok_or(Refusal::Expiry)?);
+            }
+            Some("file") => {
+                if slot.is_some() {
+                    return Err(Refusal::TwoFiles);
+                }
+                let meta = FileMeta {
+                    name: super::received_name(field.file_name().unwrap_or("")),
+                    content_type: super::sanitise_content_type(
+                        field.content_type().map(|m| m.essence_str()),
+                    ),
+                };
+                let writer = UploadWriter::new(
+                    Arc::clone(&ctx.state),
+                    session.user_id,
+                    &session.data_key,
+                    &meta,
+                    ctx.now,
+                )?;
+                let (writer, meta) = slot.insert((writer, meta));
+                while let Some(bytes) = within(idle, field.chunk()).await? {
+                    file_seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    writer.push(&bytes).await?;
+                }
+                if writer.received() == 0 && meta.name.is_empty() {
+                    // A file input left empty: browsers send it with no name and no bytes.
+                    if let Some((writer, _)) = slot.take() {
+                        writer.abandon().await;
+                    }
+                    return Err(Refusal::NoFile);
+                }
+            }
+            // Anything else (a second token, a named button) is read and ignored.
+            _ => while within(idle, field.chunk()).await?.is_some() {},
+        }
+    }
+    Ok(days)
+}

@@ -1,0 +1,379 @@
+//! Membership: create a group, invite, accept or decline, leave, remove, and account
+//! deletion. Each change of the members starts a new key epoch (see `super::keys`).
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::*;
+
+/// Create a group named `name` (checked by [`clean_name`]) with `creator` as its only
+/// member. Returns its id.
+pub fn create(
+    store: &Store,
+    creator: &Id,
+    data_key: &SecretKey,
+    name: &str,
+    signing: &SigningKey,
+    now: UnixTime,
+) -> Result<Id, StoreError> {
+    let id: Id = random_bytes();
+    let name_key = SecretKey::generate();
+    let secrets = MemberSecrets::new(name_key.clone(), signing)
+        .and_then(|s| s.seal_under(data_key))
+        .map_err(crypto)?;
+    let mut record = GroupRecord {
+        creator: *creator,
+        epoch: 0,
+        name_sealed: name_key.seal(name.as_bytes()).map_err(crypto)?,
+        created_day: day(now),
+    };
+    let membership = MembershipRecord {
+        state: MemberState::Active {
+            joined_epoch: 1,
+            first_seq: 1,
+        },
+        verifying_key: signing.verifying_key().map_err(crypto)?,
+        joined_day: day(now),
+    };
+    let txn = store.write()?;
+    {
+        new_epoch_in(
+            &txn,
+            &id,
+            &mut record,
+            &[*creator],
+            Some((creator, data_key)),
+        )?;
+        txn.open_table(GROUPS)?
+            .insert(&id, record.encode()?.as_slice())?;
+        txn.open_table(GROUP_MEMBERS)?
+            .insert((id, *creator), membership.encode()?.as_slice())?;
+        txn.open_table(MEMBER_TO_GROUPS)?
+            .insert((*creator, id), ())?;
+        txn.open_table(GROUP_MEMBER_SECRETS)?
+            .insert((id, *creator), secrets.encode()?.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(id)
+}
+
+/// Why an invitation was refused. Shown to the creator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("Only the group's creator can invite.")]
+    NotCreator,
+    /// Also the answer for a name nobody has, or someone who denied or blocked you.
+    #[error(
+        "None of your connections has that name. You can invite only members you are connected with."
+    )]
+    NotConnected,
+    #[error("That member is already in the group.")]
+    AlreadyMember,
+    #[error("That member is already invited.")]
+    AlreadyInvited,
+    #[error("The group is full ({0} members and invitations at most).")]
+    Full(usize),
+}
+
+/// An invitation made.
+#[derive(Debug, Clone, Copy)]
+pub struct Invited {
+    pub invitee: Id,
+}
+
+/// `inviter` (the creator) invites the member named `username`, who must be one of their
+/// connections. `None` when `inviter` is not a current member of `group`.
+pub fn invite(
+    store: &Store,
+    group: &Id,
+    inviter: &Id,
+    data_key: &SecretKey,
+    username: &str,
+    max_members: usize,
+    now: UnixTime,
+) -> Result<Option<Result<Invited, InviteError>>, StoreError> {
+    let Some(record) = load::<GroupRecord>(&store.read()?.open_table(GROUPS)?, group)? else {
+        return Ok(None);
+    };
+    if !is_member(store, group, inviter)? {
+        return Ok(None);
+    }
+    if &record.creator != inviter {
+        return Ok(Some(Err(InviteError::NotCreator)));
+    }
+    let Ok(name) = crate::accounts::Username::parse(username) else {
+        return Ok(Some(Err(InviteError::NotConnected)));
+    };
+    let invitee = {
+        let txn = store.read()?;
+        let found = txn
+            .open_table(USERNAME_TO_USER)?
+            .get(name.as_str())?
+            .map(|g| g.value());
+        drop(txn);
+        match found {
+            Some(id) => id,
+            None => return Ok(Some(Err(InviteError::NotConnected))),
+        }
+    };
+    if crate::connections::connection_between(store, inviter, &invitee)?.is_none() {
+        return Ok(Some(Err(InviteError::NotConnected)));
+    }
+    let Some(secrets) = keys::open_member_secrets(store, group, inviter, data_key)? else {
+        return Ok(None);
+    };
+    let delivery = {
+        let txn = store.read()?;
+        delivery_key(&txn.open_table(USERS)?, &invitee)?
+    };
+    let Some(delivery) = delivery else {
+        return Ok(Some(Err(InviteError::NotConnected)));
+    };
+    let invite = InviteRecord {
+        inviter: *inviter,
+        day: day(now),
+        name_key: hybrid::seal_to(&delivery, secrets.name_key.expose()).map_err(crypto)?,
+    };
+    let txn = store.write()?;
+    let outcome = {
+        let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+        let pending = invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)?;
+        let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, group)?;
+        if current.is_none_or(|g| &g.creator != inviter)
+            || members
+                .get(inviter)
+                .is_none_or(|r| r.joined_epoch().is_none())
+        {
+            return Ok(None);
+        }
+        if members
+            .get(&invitee)
+            .is_some_and(|r| r.joined_epoch().is_some())
+        {
+            Err(InviteError::AlreadyMember)
+        } else if pending.contains(&invitee) {
+            Err(InviteError::AlreadyInvited)
+        } else if active(&members).len() + pending.len() >= max_members {
+            Err(InviteError::Full(max_members))
+        } else {
+            txn.open_table(GROUP_INVITES)?
+                .insert((invitee, *group), invite.encode()?.as_slice())?;
+            txn.open_table(GROUP_TO_INVITEES)?
+                .insert((*group, invitee), ())?;
+            Ok(Invited { invitee })
+        }
+    };
+    if outcome.is_ok() {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
+    }
+    Ok(Some(outcome))
+}
+
+/// `member` accepts their invitation to `group`: they join with their own fresh signing
+/// key, and a new epoch begins for everyone (the new member gets only its key). Returns
+/// the current members, or `None` when there is no such invitation.
+pub fn accept(
+    store: &Store,
+    group: &Id,
+    member: &Id,
+    data_key: &SecretKey,
+    signing: &SigningKey,
+    now: UnixTime,
+) -> Result<Option<Vec<Id>>, StoreError> {
+    let (invite, user) = {
+        let txn = store.read()?;
+        let invite: Option<InviteRecord> =
+            load2(&txn.open_table(GROUP_INVITES)?, (*member, *group))?;
+        let user: Option<UserRecord> = load(&txn.open_table(USERS)?, member)?;
+        (invite, user)
+    };
+    let (Some(invite), Some(user)) = (invite, user) else {
+        return Ok(None);
+    };
+    let delivery =
+        hybrid::unseal_private(&user.delivery_private_sealed, data_key).map_err(crypto)?;
+    // Sealed by this server at invitation time: not client input.
+    let name_key_bytes = hybrid::open_with(&delivery, &invite.name_key).map_err(crypto)?;
+    let name_key = SecretKey::from_slice(&name_key_bytes).map_err(crypto)?;
+    let secrets = MemberSecrets::new(name_key, signing)
+        .and_then(|s| s.seal_under(data_key))
+        .map_err(crypto)?;
+    let verifying_key = signing.verifying_key().map_err(crypto)?;
+
+    let txn = store.write()?;
+    let members = {
+        // Still invited, and the group still there?
+        if txn
+            .open_table(GROUP_INVITES)?
+            .remove((*member, *group))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        txn.open_table(GROUP_TO_INVITEES)?
+            .remove((*group, *member))?;
+        let Some(mut record) = load::<GroupRecord>(&txn.open_table(GROUPS)?, group)? else {
+            return Ok(None);
+        };
+        let mut members = active(&memberships(&txn.open_table(GROUP_MEMBERS)?, group)?);
+        members.push(*member);
+        let epoch = new_epoch_in(&txn, group, &mut record, &members, Some((member, data_key)))?;
+        let first_seq = txn
+            .open_table(CONVERSATION_TO_LAST_SEQ)?
+            .get(group)?
+            .map_or(1, |g| g.value().saturating_add(1));
+        let membership = MembershipRecord {
+            state: MemberState::Active {
+                joined_epoch: epoch,
+                first_seq,
+            },
+            verifying_key,
+            joined_day: day(now),
+        };
+        txn.open_table(GROUP_MEMBERS)?
+            .insert((*group, *member), membership.encode()?.as_slice())?;
+        txn.open_table(MEMBER_TO_GROUPS)?
+            .insert((*member, *group), ())?;
+        txn.open_table(GROUP_MEMBER_SECRETS)?
+            .insert((*group, *member), secrets.encode()?.as_slice())?;
+        txn.open_table(GROUPS)?
+            .insert(group, record.encode()?.as_slice())?;
+        members
+    };
+    txn.commit()?;
+    Ok(Some(members))
+}
+
+/// `member` declines their invitation. Returns whether there was one.
+pub fn decline(store: &Store, group: &Id, member: &Id) -> Result<bool, StoreError> {
+    let txn = store.write()?;
+    let existed = txn
+        .open_table(GROUP_INVITES)?
+        .remove((*member, *group))?
+        .is_some();
+    txn.open_table(GROUP_TO_INVITEES)?
+        .remove((*group, *member))?;
+    txn.commit()?;
+    Ok(existed)
+}
+
+/// `member` leaves `group`. `None` when they are not a current member.
+pub fn leave(store: &Store, group: &Id, member: &Id) -> Result<Option<Departure>, StoreError> {
+    let txn = store.write()?;
+    let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+    if members
+        .get(member)
+        .is_none_or(|r| r.joined_epoch().is_none())
+    {
+        return Ok(None);
+    }
+    let departure = depart_in(&txn, group, member, false)?;
+    txn.commit()?;
+    Ok(Some(departure))
+}
+
+/// Why a removal was refused. Shown to the member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveError {
+    #[error("Only the group's creator can remove members.")]
+    NotCreator,
+    #[error("To leave the group, use Leave.")]
+    Yourself,
+    #[error("That member is not in this group.")]
+    NotThere,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone)]
+pub enum Removed {
+    /// A member was removed (new epoch).
+    Member { removed: Id, departure: Departure },
+    /// A pending invitation was withdrawn.
+    Invitation(Id),
+}
+
+/// The creator `actor` removes `target` (a member, or an invitee whose invitation is
+/// withdrawn). `None` when `actor` is not a current member of `group`.
+pub fn remove(
+    store: &Store,
+    group: &Id,
+    actor: &Id,
+    target: &Id,
+) -> Result<Option<Result<Removed, RemoveError>>, StoreError> {
+    let txn = store.write()?;
+    let outcome = {
+        let Some(record) = load::<GroupRecord>(&txn.open_table(GROUPS)?, group)? else {
+            return Ok(None);
+        };
+        let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+        if members
+            .get(actor)
+            .is_none_or(|r| r.joined_epoch().is_none())
+        {
+            return Ok(None);
+        }
+        if &record.creator != actor {
+            Err(RemoveError::NotCreator)
+        } else if target == actor {
+            Err(RemoveError::Yourself)
+        } else if members
+            .get(target)
+            .is_some_and(|r| r.joined_epoch().is_some())
+        {
+            let departure = depart_in(&txn, group, target, false)?;
+            Ok(Removed::Member {
+                removed: *target,
+                departure,
+            })
+        } else if txn
+            .open_table(GROUP_INVITES)?
+            .remove((*target, *group))?
+            .is_some()
+        {
+            txn.open_table(GROUP_TO_INVITEES)?
+                .remove((*group, *target))?;
+            Ok(Removed::Invitation(*target))
+        } else {
+            Err(RemoveError::NotThere)
+        }
+    };
+    if outcome.is_ok() {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
+    }
+    Ok(Some(outcome))
+}
+
+/// Account deletion: `member` leaves every group (with a new epoch for the rest), their
+/// membership records, keys and authored messages go, and so do invitations to them and
+/// invitations they made. Inside the caller's transaction.
+pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+    let groups: Vec<Id> = {
+        let index = txn.open_table(MEMBER_TO_GROUPS)?;
+        let mut out = Vec::new();
+        for row in index.range((*member, [0u8; 16])..=(*member, [0xffu8; 16]))? {
+            out.push(row?.0.value().1);
+        }
+        out
+    };
+    for group in groups {
+        depart_in(txn, &group, member, true)?;
+        txn.open_table(MEMBER_TO_GROUPS)?.remove((*member, group))?;
+    }
+    let invited: Vec<Id> = {
+        let table = txn.open_table(GROUP_INVITES)?;
+        let mut out = Vec::new();
+        for row in table.range((*member, [0u8; 16])..=(*member, [0xffu8; 16]))? {
+            out.push(row?.0.value().1);
+        }
+        out
+    };
+    for group in invited {
+        txn.open_table(GROUP_INVITES)?.remove((*member, group))?;
+        txn.open_table(GROUP_TO_INVITEES)?
+            .remove((group, *member))?;
+    }
+    Ok(())
+}

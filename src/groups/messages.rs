@@ -1,0 +1,322 @@
+//! Sending to a group and reading it: sealed under the current epoch's key, signed with
+//! the sender's key for this group.
+
+use redb::ReadableTable;
+
+use super::*;
+
+/// A group message just stored.
+#[derive(Debug, Clone)]
+pub struct GroupSent {
+    pub seq: u64,
+    pub id: Id,
+    /// Every current member (to notify), the sender included.
+    pub members: Vec<Id>,
+}
+
+/// Encrypt under the current epoch's key, sign with the sender's key for this group, and
+/// store. `text` must have passed `chat::clean_text`. `None` when `sender` is not a
+/// current member.
+pub fn send(
+    store: &Store,
+    group: &Id,
+    sender: &Id,
+    data_key: &SecretKey,
+    text: &str,
+    now: UnixTime,
+    timer: Option<i64>,
+) -> Result<Option<GroupSent>, StoreError> {
+    let Some(secrets) = keys::open_member_secrets(store, group, sender, data_key)? else {
+        return Ok(None);
+    };
+    let signing = secrets.signing_key().map_err(crypto)?;
+    // A membership change between reading the epoch and committing would leave the
+    // message under a key that some current member lacks: retry under the new epoch.
+    for _ in 0..3 {
+        let Some(record) = load::<GroupRecord>(&store.read()?.open_table(GROUPS)?, group)? else {
+            return Ok(None);
+        };
+        let epoch = record.epoch;
+        let held = keys::open_epoch_keys(store, group, sender, data_key, epoch..=epoch)?;
+        let Some(key) = held.get(&epoch) else {
+            return Ok(None);
+        };
+        let header = Header {
+            sender: *sender,
+            id: random_bytes(),
+            sent_at: now,
+            epoch,
+            expires_at: timer.map(|t| now.saturating_add(t)),
+        };
+        let message = chat::seal_message(group, &header, key, &signing, text).map_err(crypto)?;
+        let encoded = message.encode()?;
+        let txn = store.write()?;
+        let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, group)?;
+        if current.as_ref().is_none_or(|g| g.epoch != epoch) {
+            txn.abort()?;
+            continue;
+        }
+        let members = active(&memberships(&txn.open_table(GROUP_MEMBERS)?, group)?);
+        if !members.contains(sender) {
+            txn.abort()?;
+            return Ok(None);
+        }
+        let seq = {
+            let mut last = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
+            let seq = last.get(group)?.map_or(1, |g| g.value().saturating_add(1));
+            last.insert(group, seq)?;
+            seq
+        };
+        txn.open_table(MESSAGES)?
+            .insert((*group, seq), encoded.as_slice())?;
+        {
+            let mut undelivered = txn.open_table(UNDELIVERED)?;
+            for m in members.iter().filter(|m| *m != sender) {
+                undelivered.insert((*m, *group, seq), ())?;
+            }
+        }
+        chat::index_deadline_in(&txn, group, seq, message.expires_at)?;
+        txn.commit()?;
+        return Ok(Some(GroupSent {
+            seq,
+            id: header.id,
+            members,
+        }));
+    }
+    Err(StoreError::Corrupt(
+        "group membership kept changing while sending".into(),
+    ))
+}
+
+/// A member of a group as the page shows them.
+#[derive(Clone)]
+pub struct MemberEntry {
+    pub id: Id,
+    pub username: String,
+    pub scheme: &'static str,
+    pub fingerprint: String,
+    pub creator: bool,
+}
+
+/// A pending invitation as the group page shows it.
+#[derive(Clone)]
+pub struct PendingEntry {
+    pub id: Id,
+    pub username: String,
+}
+
+/// A group opened for one of its current members: names, verifying keys, and the epoch
+/// keys they hold. Holds keys; dropped after one request, or at the end of a live stream.
+pub struct GroupView {
+    pub id: Id,
+    pub me: Id,
+    pub name: String,
+    pub creator: Id,
+    pub epoch: u32,
+    /// The first message of the member's current membership.
+    pub first_seq: u64,
+    /// Current members, in name order.
+    pub members: Vec<MemberEntry>,
+    pub pending: Vec<PendingEntry>,
+    /// Names of everyone who ever was a member (for messages by former members).
+    names: HashMap<Id, String>,
+    verifying: HashMap<Id, VerifyingKey>,
+    pub(super) epoch_keys: BTreeMap<u32, SecretKey>,
+}
+
+impl std::fmt::Debug for GroupView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupView")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+crate::connections::debug_without_names!(MemberEntry, PendingEntry);
+
+/// Open `group` for `me`: `None` unless they are a current member.
+pub fn open(
+    store: &Store,
+    group: &Id,
+    me: &Id,
+    data_key: &SecretKey,
+) -> Result<Option<GroupView>, StoreError> {
+    let txn = store.read()?;
+    let Some(record) = load::<GroupRecord>(&txn.open_table(GROUPS)?, group)? else {
+        return Ok(None);
+    };
+    let records = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+    let Some(MemberState::Active {
+        joined_epoch,
+        first_seq,
+    }) = records.get(me).map(|r| r.state.clone())
+    else {
+        return Ok(None);
+    };
+    let users = txn.open_table(USERS)?;
+    let mut names = HashMap::new();
+    let mut verifying = HashMap::new();
+    let mut members = Vec::new();
+    for (id, r) in &records {
+        let Some(user) = load::<UserRecord>(&users, id)? else {
+            continue;
+        };
+        if r.joined_epoch().is_some() {
+            members.push(MemberEntry {
+                id: *id,
+                username: user.username.clone(),
+                scheme: r.verifying_key.scheme_name(),
+                fingerprint: r.verifying_key.fingerprint(),
+                creator: id == &record.creator,
+            });
+        }
+        names.insert(*id, user.username);
+        verifying.insert(*id, r.verifying_key.clone());
+    }
+    members.sort_by(|a, b| a.username.cmp(&b.username));
+    let mut pending = Vec::new();
+    for invitee in invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)? {
+        if let Some(user) = load::<UserRecord>(&users, &invitee)? {
+            pending.push(PendingEntry {
+                id: invitee,
+                username: user.username,
+            });
+        }
+    }
+    pending.sort_by(|a, b| a.username.cmp(&b.username));
+    let secrets_row: Option<MemberSecretsRecord> =
+        load2(&txn.open_table(GROUP_MEMBER_SECRETS)?, (*group, *me))?;
+    drop(users);
+    drop(txn);
+    let Some(secrets_row) = secrets_row else {
+        return Ok(None);
+    };
+    let secrets = keys::open_member_secrets_record(&secrets_row, data_key)?;
+    let name = secrets
+        .name_key
+        .open(&record.name_sealed)
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .unwrap_or_else(|| "(unreadable name)".into());
+    let epoch_keys =
+        keys::open_epoch_keys(store, group, me, data_key, joined_epoch..=record.epoch)?;
+    Ok(Some(GroupView {
+        id: *group,
+        me: *me,
+        name,
+        creator: record.creator,
+        epoch: record.epoch,
+        first_seq,
+        members,
+        pending,
+        names,
+        verifying,
+        epoch_keys,
+    }))
+}
+
+impl GroupView {
+    /// Whether `me` is the creator.
+    pub fn i_am_creator(&self) -> bool {
+        self.creator == self.me
+    }
+
+    /// The name of a (current or former) member.
+    pub fn name_of(&self, member: &Id) -> &str {
+        self.names
+            .get(member)
+            .map_or("(former member)", String::as_str)
+    }
+
+    /// Whether `member` is or was in this group (as this view knows it).
+    pub fn knows(&self, member: &Id) -> bool {
+        self.names.contains_key(member)
+    }
+
+    /// My verifying key's scheme, for the page.
+    pub fn my_scheme(&self) -> &'static str {
+        self.verifying
+            .get(&self.me)
+            .map_or("", VerifyingKey::scheme_name)
+    }
+
+    /// Whether this view lacks the key of `epoch` although it should hold it (the group
+    /// moved on since it was opened).
+    pub fn is_stale_for(&self, epoch: u32) -> bool {
+        epoch > self.epoch
+    }
+
+    /// Verify and decrypt one stored message.
+    pub fn show(&self, seq: u64, record: &MessageRecord) -> Shown {
+        chat::show_record(
+            &self.id,
+            &self.me,
+            seq,
+            record,
+            self.verifying.get(&record.sender),
+            self.epoch_keys.get(&record.epoch),
+        )
+    }
+
+    fn range(
+        &self,
+        store: &Store,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<(Vec<Shown>, bool), StoreError> {
+        let txn = store.read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        let mut more = false;
+        if from <= to {
+            for row in table.range((self.id, from)..=(self.id, to))?.rev() {
+                let (k, v) = row?;
+                if out.len() >= limit {
+                    more = true;
+                    break;
+                }
+                out.push(self.show(k.value().1, &MessageRecord::decode(v.value())?));
+            }
+        }
+        out.reverse();
+        Ok((out, more))
+    }
+
+    /// Up to `limit` messages of the current membership before `before` (or the latest),
+    /// oldest first; and whether older ones exist.
+    pub fn history(
+        &self,
+        store: &Store,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Shown>, bool), StoreError> {
+        let to = before.map_or(u64::MAX, |b| b.saturating_sub(1));
+        self.range(store, self.first_seq, to, limit)
+    }
+
+    /// The latest `limit` messages after `after`, oldest first; and whether some were
+    /// left out.
+    pub fn since(
+        &self,
+        store: &Store,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Shown>, bool), StoreError> {
+        let from = after.saturating_add(1).max(self.first_seq);
+        self.range(store, from, u64::MAX, limit)
+    }
+
+    /// One message by sequence number (`None` if gone or before this membership).
+    pub fn message(&self, store: &Store, seq: u64) -> Result<Option<Shown>, StoreError> {
+        if seq < self.first_seq {
+            return Ok(None);
+        }
+        let txn = store.read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let Some(v) = table.get((self.id, seq))? else {
+            return Ok(None);
+        };
+        Ok(Some(self.show(seq, &MessageRecord::decode(v.value())?)))
+    }
+}
