@@ -41,6 +41,30 @@ pub enum Command {
     /// Show whether the server runs, its uptime, Tor's state, counts and database size.
     /// Never shows names.
     Status(ConfigArgs),
+    /// Members: list names and last-login days, or remove a member while the server runs.
+    Member {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: crate::control::commands::MemberCommand,
+    },
+    /// Restricted discovery (onion client authorization): add, list and remove the keys
+    /// of the Tor clients that may reach the service (tor.restricted_discovery = true).
+    /// Changes apply to a running service without a restart.
+    ClientAuth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: crate::control::commands::ClientAuthCommand,
+    },
+    /// Make an invitation code (accounts.registration = "invite") and print it once; only
+    /// its hash is stored.
+    Invite {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: crate::control::commands::InviteArgs,
+    },
     /// Decrypt a file's encrypted blob (as downloaded from its page) with its key, offline.
     ///
     /// The key is read from a file, or from standard input with `--key-file -`; it is never
@@ -124,6 +148,23 @@ pub fn main() -> ExitCode {
         Command::OnionAddress(args) => onion_address(args),
         Command::Status(args) => status(args),
         Command::Decrypt(args) => decrypt(&args),
+        Command::Member { config, command } => {
+            with_config(&config, |c| crate::control::commands::member(c, command))
+        }
+        Command::ClientAuth { config, command } => with_config(&config, |c| {
+            crate::control::commands::client_auth(c, command)
+        }),
+        Command::Invite { config, args } => {
+            with_config(&config, |c| crate::control::commands::invite(c, &args))
+        }
+    }
+}
+
+/// Load the configuration, then run `f` with it.
+fn with_config(args: &ConfigArgs, f: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match args.load(None, false) {
+        Ok(config) => f(&config),
+        Err(e) => fail(e),
     }
 }
 
