@@ -99,11 +99,11 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// TOML configuration file.
-    #[arg(long, value_name = "FILE", env = "GHOSTCACHE_CONFIG")]
+    #[arg(long, value_name = "FILE", env = "GHOSTCACHE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Directory holding ghostcache.redb [default: $STATE_DIRECTORY under systemd,
     /// otherwise ./ghostcache-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 }
 

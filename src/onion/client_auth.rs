@@ -75,6 +75,9 @@ impl ClientName {
         if raw.chars().count() > MAX_NAME_CHARS {
             return bad("it is longer than 32 characters");
         }
+        if raw.contains(['/', '\\', '.']) {
+            return bad("it contains a path character");
+        }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return bad("it must start with a letter or a digit");
         }
@@ -83,7 +86,6 @@ impl ClientName {
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
         {
             return bad(match c {
-                '/' | '\\' | '.' => "it contains a path character",
                 c if c.is_ascii_uppercase() => "it contains an upper-case letter",
                 c if c.is_control() => "it contains a control character",
                 _ => "it contains a character outside a-z, 0-9, - and _",
@@ -298,7 +300,7 @@ mod tests {
         }
         for (bad, why) in [
             ("", "empty"),
-            ("../etc", "start"),
+            ("../etc", "path"),
             ("a/b", "path"),
             ("a.b", "path"),
             ("a\\b", "path"),
