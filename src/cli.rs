@@ -91,8 +91,21 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Where to write the backup (a new file; never overwritten).
-    #[arg(value_name = "PATH")]
-    pub path: PathBuf,
+    #[arg(
+        value_name = "PATH",
+        required_unless_present = "into",
+        conflicts_with = "into"
+    )]
+    pub path: Option<PathBuf>,
+    /// Write the backup into this directory instead, named after the time
+    /// (ghostcache-YYYY-MM-DDTHHMMSSZ.redb, UTC), then delete the oldest such backups
+    /// there beyond --keep. This is what the backup timer runs.
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+    /// With --into: how many backups to keep.
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "into",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub keep: u32,
 }
 
 /// Where the configuration comes from.
@@ -250,11 +263,34 @@ fn backup(args: BackupArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let source = config.resolved_data_dir().join(crate::store::DB_FILE);
-    match crate::store::backup::backup(&source, &args.path) {
+    if let Some(dir) = &args.into {
+        let now = crate::clock::Clock::system().now();
+        let keep = usize::try_from(args.keep).unwrap_or(usize::MAX);
+        return match crate::store::rotate::backup_and_rotate(&source, dir, keep, now) {
+            Ok(r) => {
+                eprintln!(
+                    "ghostcache: backup written to {} ({} rows, {} bytes, {:.2} s); {} old \
+                     backup{} removed",
+                    r.written.display(),
+                    r.backup.rows,
+                    r.backup.bytes,
+                    r.backup.elapsed.as_secs_f64(),
+                    r.removed.len(),
+                    if r.removed.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let Some(path) = args.path else {
+        return fail("give a PATH or --into DIR");
+    };
+    match crate::store::backup::backup(&source, &path) {
         Ok(report) => {
             eprintln!(
                 "ghostcache: backup written to {} ({} tables, {} rows, {} bytes, {:.2} s)",
-                args.path.display(),
+                path.display(),
                 report.tables,
                 report.rows,
                 report.bytes,

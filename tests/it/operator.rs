@@ -492,3 +492,92 @@ async fn member_invitations_are_not_found_unless_enabled() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_keep_the_newest_and_the_newest_restores() {
+    let dir = crate::support::server::private_tempdir();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    let server = crate::ops::serve(&data, &dir.path().join("serve.stderr"));
+    let mut c = Client::new(server.http.unwrap());
+    // A file that is not a backup stays whatever --keep says.
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(backups.join("notes.txt"), b"mine").unwrap();
+    for i in 1..=3 {
+        c.register(&format!("member{i}"), PW, DPW).await;
+        let (ok, _, err) = cli(
+            &data,
+            &["backup", "--into", backups.to_str().unwrap(), "--keep", "2"],
+        )
+        .await;
+        assert!(ok, "{err}");
+        assert!(err.contains("backup written to"), "{err}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "two backups and the stranger: {names:?}");
+    assert!(names.contains(&"notes.txt".to_owned()));
+    for n in names.iter().filter(|n| n.ends_with(".redb")) {
+        let mode = std::fs::metadata(backups.join(n))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{n}");
+    }
+
+    // Hostile or incomplete arguments: a clear error, nothing written or removed.
+    let b = backups.to_str().unwrap();
+    for args in [
+        vec!["backup", "--into", b, "--keep", "0"],
+        vec!["backup", "--into", b, "--keep", "-1"],
+        vec!["backup"],
+        vec!["backup", "--keep", "3"],
+        vec!["backup", "x.redb", "--into", b],
+    ] {
+        let (ok, _, err) = cli(&data, &args).await;
+        assert!(!ok, "{args:?}");
+        assert!(!err.is_empty(), "{args:?}");
+    }
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, _, err) = cli(&data, &["backup", "--into", open.to_str().unwrap()]).await;
+    assert!(!ok && err.contains("chmod 700"), "{err}");
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 3);
+    assert!(server.stop().success());
+
+    // Restore the newest into a fresh data directory, as the README says, and log in.
+    let newest = names
+        .iter()
+        .filter(|n| n.ends_with(".redb"))
+        .max_by_key(|n| {
+            let stem = n.trim_end_matches(".redb");
+            let (stamp, seq) = stem.rsplit_once("Z-").unwrap_or((stem, "0"));
+            (
+                stamp.trim_end_matches('Z').to_owned(),
+                seq.parse::<u32>().unwrap(),
+            )
+        })
+        .unwrap();
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(backups.join(newest), fresh.join(ghostcache::store::DB_FILE)).unwrap();
+    std::fs::copy(data.with_extension("toml"), fresh.with_extension("toml")).unwrap();
+    let server = crate::ops::serve(&fresh, &dir.path().join("fresh.stderr"));
+    let mut c = Client::new(server.http.unwrap());
+    for i in 1..=3 {
+        let name = format!("member{i}");
+        assert_eq!(
+            c.login(&name, PW).await.status,
+            StatusCode::SEE_OTHER,
+            "{name}"
+        );
+    }
+    assert!(server.stop().success());
+}
