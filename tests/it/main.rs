@@ -19,6 +19,7 @@ mod connections;
 mod files;
 mod groups;
 mod onion;
+mod onion_auth;
 mod operator;
 mod ops;
 mod tornet;

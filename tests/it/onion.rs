@@ -51,11 +51,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
     eprintln!("onion e2e: output under {}", out.display());
 
     let t0 = Instant::now();
-    let net = TorNet::start(&out.join("net")).expect("private Tor network");
-    eprintln!(
-        "onion e2e: network ready in {:.1} s",
-        net.ready_after.as_secs_f64()
-    );
+    let (net, _turn) = crate::tornet::shared();
     let left = net.secs_until_time_period_change();
     if left < PERIOD_BUDGET_SECS {
         eprintln!("onion e2e: {left} s left in this time period; waiting for the next one");

@@ -581,3 +581,49 @@ async fn scheduled_backups_keep_the_newest_and_the_newest_restores() {
     }
     assert!(server.stop().success());
 }
+
+/// The README's snippet for a member who makes their own key pair (Python's
+/// `cryptography`): its public key is accepted, and its private key is the one for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pair_made_with_the_readme_snippet_is_accepted() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("import base64\nfrom cryptography").unwrap();
+    let snippet = &readme[start..start + readme[start..].find("```").unwrap()];
+    let snippet: String = snippet.lines().map(|l| format!("{}\n", l.trim_start())).collect();
+    let out = std::process::Command::new("python3")
+        .args(["-c", &snippet])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {text}"))
+            .trim()
+            .to_owned()
+    };
+    let private = field("private key (keep): ");
+    let public = field("public key (for the operator): ");
+    let secret: [u8; 32] = data_encoding::BASE32_NOPAD
+        .decode(private.as_bytes())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let derived = tor_llcrypto::pk::curve25519::PublicKey::from(
+        &tor_llcrypto::pk::curve25519::StaticSecret::from(secret),
+    );
+    assert_eq!(
+        public,
+        ghostcache::onion::client_auth::format_public(&derived.to_bytes())
+    );
+
+    let server = TestServer::start().await;
+    let (ok, out, err) = cli(
+        server.dir.path(),
+        &["client-auth", "add", "py-member", "--public-key", &public],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.is_empty());
+}
