@@ -120,26 +120,11 @@ pub async fn execute(
                 Err(e) => return error(e),
             };
             let now = state.clock.now();
-            let added = {
-                let name = name.clone();
-                state
-                    .store
-                    .run(move |s| Ok(client_auth::add(s, &name, key, now)))
-                    .await
-            };
-            match added {
-                Ok(Ok(())) => {
-                    apply_clients(
-                        state,
-                        onion,
-                        serving,
-                        format!("client {} is authorized", name.as_str()),
-                    )
-                    .await
-                }
-                Ok(Err(e)) => error(e),
-                Err(e) => error(e),
-            }
+            let done = format!("client {} is authorized", name.as_str());
+            change_clients(state, onion, serving, done, move |s| {
+                client_auth::add(s, &name, key, now)
+            })
+            .await
         }
         Request::ClientAuthList => match state.store.run(client_auth::list).await {
             Ok(list) => Reply::Clients {
@@ -159,32 +144,35 @@ pub async fn execute(
                 Ok(n) => n,
                 Err(e) => return error(e),
             };
-            let removed = {
-                let name = name.clone();
-                state
-                    .store
-                    .run(move |s| Ok(client_auth::remove(s, &name)))
-                    .await
-            };
-            match removed {
-                Ok(Ok(())) => {
-                    apply_clients(
-                        state,
-                        onion,
-                        serving,
-                        format!("client {} is no longer authorized", name.as_str()),
-                    )
-                    .await
-                }
-                Ok(Err(e)) => error(e),
-                Err(e) => error(e),
-            }
+            let done = format!("client {} is no longer authorized", name.as_str());
+            change_clients(state, onion, serving, done, move |s| {
+                client_auth::remove(s, &name)
+            })
+            .await
         }
         Request::InviteCreate {
             code_hash,
             uses,
             days,
         } => crate::invites::create_by_operator(state, &code_hash, uses, days).await,
+    }
+}
+
+/// Change the client list in the store; then hand the new list to the running onion
+/// service and say what happens next.
+async fn change_clients(
+    state: &Arc<AppState>,
+    onion: Option<&ServiceHandle>,
+    serving: bool,
+    done: String,
+    change: impl FnOnce(&crate::store::Store) -> Result<(), client_auth::ClientAuthError>
+    + Send
+    + 'static,
+) -> Reply {
+    match state.store.run(move |s| Ok(change(s))).await {
+        Ok(Ok(())) => apply_clients(state, onion, serving, done).await,
+        Ok(Err(e)) => error(e),
+        Err(e) => error(e),
     }
 }
 

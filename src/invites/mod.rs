@@ -310,8 +310,21 @@ pub fn member_codes(
     now: UnixTime,
 ) -> Result<Vec<MemberCode>, StoreError> {
     let txn = store.read()?;
-    let index = txn.open_table(MEMBER_TO_INVITES)?;
-    let invites = txn.open_table(INVITES)?;
+    live_codes(
+        &txn.open_table(MEMBER_TO_INVITES)?,
+        &txn.open_table(INVITES)?,
+        member,
+        now,
+    )
+}
+
+/// The member's codes that have not expired, from either kind of transaction.
+fn live_codes(
+    index: &impl ReadableTable<(Id, [u8; 32]), ()>,
+    invites: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    member: &Id,
+    now: UnixTime,
+) -> Result<Vec<MemberCode>, StoreError> {
     let mut out = Vec::new();
     for row in index.range((*member, [0u8; 32])..=(*member, [0xffu8; 32]))? {
         let (k, _) = row?;
@@ -350,19 +363,9 @@ pub fn create_for_member(
     let expires_at = {
         let mut index = txn.open_table(MEMBER_TO_INVITES)?;
         let mut invites = txn.open_table(INVITES)?;
-        let mut live = Vec::new();
-        for row in index.range((*member, [0u8; 32])..=(*member, [0xffu8; 32]))? {
-            let (k, _) = row?;
-            let (_, hash) = k.value();
-            if let Some(v) = invites.get(hash)? {
-                let r = InviteRecord::decode(v.value())?;
-                if now < r.expires_at {
-                    live.push(r.expires_at);
-                }
-            }
-        }
+        let live = live_codes(&index, &invites, member, now)?;
         if live.len() >= usize::try_from(quota).unwrap_or(usize::MAX) {
-            let next_free = live.iter().copied().min().unwrap_or(now);
+            let next_free = live.first().map_or(now, |c| c.expires_at);
             return Ok(Err(MemberInviteError::Quota { quota, next_free }));
         }
         let record = InviteRecord {

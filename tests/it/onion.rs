@@ -95,7 +95,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         address.ends_with(".onion") && address.len() == 62,
         "{address}"
     );
-    rt.block_on(wait_reachable(&net, &address));
+    rt.block_on(wait_reachable(net, &address));
     eprintln!(
         "onion e2e: first page {:.2} s after serve started",
         gc.started.elapsed().as_secs_f64()
@@ -166,7 +166,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         Some(address.as_str()),
         "the address survives a restart"
     );
-    rt.block_on(wait_reachable(&net, &address));
+    rt.block_on(wait_reachable(net, &address));
     eprintln!(
         "onion e2e: after the restart, first page {:.2} s after serve started",
         gc.started.elapsed().as_secs_f64()
@@ -176,7 +176,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         assert_eq!(c.login("onionuser", PW).await.status, StatusCode::SEE_OTHER);
         assert_eq!(c.get("/settings").await.status, StatusCode::OK);
     });
-    browser_registers_and_logs_in(&net, &address, &out);
+    browser_registers_and_logs_in(net, &address, &out);
     check_egress(gc.pid, &relays);
     assert!(gc.stop().success());
     check_strace(&out, &relays);

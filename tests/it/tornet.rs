@@ -702,7 +702,9 @@ fn node_torrc(n: &Node, socks_port: u16, control_port: u16) -> String {
 /// which would cancel another test's descriptor fetches. Hold the guard for the test.
 pub fn shared() -> (&'static TorNet, std::sync::MutexGuard<'static, ()>) {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     (network(), turn)
 }
 
