@@ -1,7 +1,11 @@
 {
   description = "ghostcache: a private meeting place reached only through Tor Browser";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # The NixOS release whose rustc builds ghostcache: Cargo.toml's rust-version (1.92, set
+  # by arti 0.47's crates) must not exceed it. .ci/run checks that against a table of
+  # releases, and nix/package.nix asserts it at evaluation time with the real rustc.
+  # nixos-25.05 (rustc 1.86) and nixos-25.11 (rustc 1.91) are too old.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs = { self, nixpkgs }:
     let

@@ -38,7 +38,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "test.sh: cargo not found: install a Rust toolchain (1.90 or newer, e.g. with rustup) and run again." >&2
+    echo "test.sh: cargo not found: install a Rust toolchain (1.92 or newer, e.g. with rustup) and run again." >&2
     exit 1
 fi
 

@@ -245,8 +245,17 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, 
         tracing::warn!("running without Tor (--no-tor): this server is not anonymous");
         None
     } else {
-        Some(start_onion(&state, shutdown_rx).await?)
+        Some(start_onion(&state, shutdown_rx.clone()).await?)
     };
+    // Operator commands (`member remove`, `client-auth`, `invite`) reach the server here.
+    let control = crate::control::bind(&state.config.resolved_data_dir())
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    tasks.push(crate::control::spawn(
+        control,
+        Arc::clone(&state),
+        onion.as_ref().map(crate::onion::Onion::handle),
+        shutdown_rx,
+    ));
     Ok(RunningApp {
         state,
         listen_addr,

@@ -41,6 +41,30 @@ pub enum Command {
     /// Show whether the server runs, its uptime, Tor's state, counts and database size.
     /// Never shows names.
     Status(ConfigArgs),
+    /// Members: list names and last-login days, or remove a member while the server runs.
+    Member {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: crate::control::commands::MemberCommand,
+    },
+    /// Restricted discovery (onion client authorization): add, list and remove the keys
+    /// of the Tor clients that may reach the service (tor.restricted_discovery = true).
+    /// Changes apply to a running service without a restart.
+    ClientAuth {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: crate::control::commands::ClientAuthCommand,
+    },
+    /// Make an invitation code (accounts.registration = "invite") and print it once; only
+    /// its hash is stored.
+    Invite {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: crate::control::commands::InviteArgs,
+    },
     /// Decrypt a file's encrypted blob (as downloaded from its page) with its key, offline.
     ///
     /// The key is read from a file, or from standard input with `--key-file -`; it is never
@@ -67,19 +91,32 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Where to write the backup (a new file; never overwritten).
-    #[arg(value_name = "PATH")]
-    pub path: PathBuf,
+    #[arg(
+        value_name = "PATH",
+        required_unless_present = "into",
+        conflicts_with = "into"
+    )]
+    pub path: Option<PathBuf>,
+    /// Write the backup into this directory instead, named after the time
+    /// (ghostcache-YYYY-MM-DDTHHMMSSZ.redb, UTC), then delete the oldest such backups
+    /// there beyond --keep. This is what the backup timer runs.
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+    /// With --into: how many backups to keep.
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "into",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub keep: u32,
 }
 
 /// Where the configuration comes from.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// TOML configuration file.
-    #[arg(long, value_name = "FILE", env = "GHOSTCACHE_CONFIG")]
+    #[arg(long, value_name = "FILE", env = "GHOSTCACHE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Directory holding ghostcache.redb [default: $STATE_DIRECTORY under systemd,
     /// otherwise ./ghostcache-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -124,6 +161,23 @@ pub fn main() -> ExitCode {
         Command::OnionAddress(args) => onion_address(args),
         Command::Status(args) => status(args),
         Command::Decrypt(args) => decrypt(&args),
+        Command::Member { config, command } => {
+            with_config(&config, |c| crate::control::commands::member(c, command))
+        }
+        Command::ClientAuth { config, command } => with_config(&config, |c| {
+            crate::control::commands::client_auth(c, command)
+        }),
+        Command::Invite { config, args } => {
+            with_config(&config, |c| crate::control::commands::invite(c, &args))
+        }
+    }
+}
+
+/// Load the configuration, then run `f` with it.
+fn with_config(args: &ConfigArgs, f: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match args.load(None, false) {
+        Ok(config) => f(&config),
+        Err(e) => fail(e),
     }
 }
 
@@ -209,11 +263,34 @@ fn backup(args: BackupArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let source = config.resolved_data_dir().join(crate::store::DB_FILE);
-    match crate::store::backup::backup(&source, &args.path) {
+    if let Some(dir) = &args.into {
+        let now = crate::clock::Clock::system().now();
+        let keep = usize::try_from(args.keep).unwrap_or(usize::MAX);
+        return match crate::store::rotate::backup_and_rotate(&source, dir, keep, now) {
+            Ok(r) => {
+                eprintln!(
+                    "ghostcache: backup written to {} ({} rows, {} bytes, {:.2} s); {} old \
+                     backup{} removed",
+                    r.written.display(),
+                    r.backup.rows,
+                    r.backup.bytes,
+                    r.backup.elapsed.as_secs_f64(),
+                    r.removed.len(),
+                    if r.removed.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let Some(path) = args.path else {
+        return fail("give a PATH or --into DIR");
+    };
+    match crate::store::backup::backup(&source, &path) {
         Ok(report) => {
             eprintln!(
                 "ghostcache: backup written to {} ({} tables, {} rows, {} bytes, {:.2} s)",
-                args.path.display(),
+                path.display(),
                 report.tables,
                 report.rows,
                 report.bytes,

@@ -82,6 +82,14 @@ pub struct AccountsConfig {
     pub session_lifetime_secs: u64,
     /// Minimum length, in characters, of both the password and the destruction password.
     pub min_password_chars: usize,
+    /// Who may register: `open` (anyone), `invite` (with an invitation code) or `closed`.
+    pub registration: crate::invites::RegistrationMode,
+    /// In `invite` mode, members may make invitation codes on their settings page.
+    pub members_may_invite: bool,
+    /// Codes one member may hold at a time (a code counts until it expires, used or not).
+    pub invites_per_member: u32,
+    /// Days a member's code stays valid.
+    pub invite_days: u32,
 }
 
 /// Cost parameters of the cryptography.
@@ -165,6 +173,10 @@ pub struct TorConfig {
     /// Write the full onion address to the log. Off by default: the log shows it
     /// redacted, and `ghostcache onion-address` prints it.
     pub log_onion_address: bool,
+    /// Restricted discovery (onion client authorization): only Tor clients holding a key
+    /// added with `ghostcache client-auth add` can find the service. Turning it on or off
+    /// needs a restart; adding and removing keys does not.
+    pub restricted_discovery: bool,
     /// Join a private Tor network instead of the public one (tests, air-gapped demos).
     pub network: Option<TorNetworkConfig>,
 }
@@ -221,6 +233,7 @@ impl Default for TorConfig {
             intro_burst: 200,
             proof_of_work: false,
             log_onion_address: false,
+            restricted_discovery: false,
             network: None,
         }
     }
@@ -286,6 +299,10 @@ impl Default for AccountsConfig {
             session_idle_timeout_secs: 15 * 60,
             session_lifetime_secs: 12 * 3600,
             min_password_chars: 10,
+            registration: crate::invites::RegistrationMode::Open,
+            members_may_invite: false,
+            invites_per_member: 3,
+            invite_days: 7,
         }
     }
 }
@@ -472,6 +489,12 @@ impl Config {
         }
         if !(8..=256).contains(&a.min_password_chars) {
             return bad("accounts.min_password_chars must be between 8 and 256");
+        }
+        if !(1..=100).contains(&a.invites_per_member) {
+            return bad("accounts.invites_per_member must be between 1 and 100");
+        }
+        if !(1..=crate::invites::MAX_DAYS).contains(&a.invite_days) {
+            return bad("accounts.invite_days must be between 1 and 365");
         }
         let c = &self.crypto;
         if c.argon2_memory_kib < 19 * 1024 || c.argon2_iterations < 2 {
@@ -708,6 +731,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("19456"));
+    }
+
+    #[test]
+    fn registration_modes_parse_and_refuse_unknown_ones() {
+        let load =
+            |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &FlagOverrides::default());
+        assert_eq!(
+            load(&[]).unwrap().accounts.registration,
+            crate::invites::RegistrationMode::Open
+        );
+        for (text, mode) in [
+            ("invite", crate::invites::RegistrationMode::Invite),
+            ("closed", crate::invites::RegistrationMode::Closed),
+        ] {
+            let c = load(&[("GHOSTCACHE_ACCOUNTS__REGISTRATION", text)]).unwrap();
+            assert_eq!(c.accounts.registration, mode);
+        }
+        assert!(load(&[("GHOSTCACHE_ACCOUNTS__REGISTRATION", "invited")]).is_err());
+        assert!(load(&[("GHOSTCACHE_ACCOUNTS__INVITES_PER_MEMBER", "0")]).is_err());
+        assert!(load(&[("GHOSTCACHE_ACCOUNTS__INVITE_DAYS", "366")]).is_err());
     }
 
     #[test]

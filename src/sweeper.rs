@@ -44,6 +44,13 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
     if !deleted.is_empty() {
         tracing::info!(count = deleted.len(), "deleted inactive accounts");
     }
+    let invites = state
+        .store
+        .run(move |store| crate::invites::sweep(store, now))
+        .await?;
+    if invites > 0 {
+        tracing::info!(count = invites, "deleted expired invitation codes");
+    }
     let sweep_state = Arc::clone(state);
     let files = state
         .store

@@ -7,6 +7,7 @@ use super::views::{self, SettingsForm};
 use super::{AccountError, LoginOutcome, Username, check_password_shape, secret_bytes};
 use crate::chat::signing;
 use crate::connections::keys::SignatureScheme;
+use crate::invites::RegistrationMode;
 use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::response::{Body, html, redirect};
@@ -24,23 +25,49 @@ pub async fn register_form(
     ctx: &mut Ctx,
     _req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
+    let mode = ctx.state.config.accounts.registration;
+    if mode == RegistrationMode::Closed {
+        let page = ctx.page();
+        return Ok(html(StatusCode::OK, crate::invites::views::closed(&page)));
+    }
     let csrf = ctx.anonymous_csrf();
     let page = ctx.page();
     let min = ctx.state.config.accounts.min_password_chars;
     Ok(html(
         StatusCode::OK,
-        views::register(&page, &csrf, None, "", min),
+        views::register(
+            &page,
+            &csrf,
+            None,
+            "",
+            min,
+            mode == RegistrationMode::Invite,
+        ),
     ))
 }
+
+/// The one answer to every registration whose invitation code is missing, malformed,
+/// unknown, used up or expired.
+const BAD_INVITATION: &str = "This invitation code is not valid. Codes work once and expire: ask the \
+     person who invited you for a new one.";
 
 pub async fn register_submit(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, AppError> {
+    let mode = ctx.state.config.accounts.registration;
+    if mode == RegistrationMode::Closed {
+        let page = ctx.page();
+        return Ok(html(
+            StatusCode::FORBIDDEN,
+            crate::invites::views::closed(&page),
+        ));
+    }
     let form = ctx.form(req).await?;
     ctx.check_anonymous_form(&form)?;
     let typed = form.text("username");
-    let refuse = |ctx: &mut Ctx, status: StatusCode, e: AccountError, typed: &str| {
+    let invite = mode == RegistrationMode::Invite;
+    let refuse = |ctx: &mut Ctx, status: StatusCode, e: &dyn std::fmt::Display, typed: &str| {
         let csrf = ctx.anonymous_csrf();
         let page = ctx.page();
         let min = ctx.state.config.accounts.min_password_chars;
@@ -48,33 +75,56 @@ pub async fn register_submit(
         let echo = if typed.len() <= 64 { typed } else { "" };
         Ok(html(
             status,
-            views::register(&page, &csrf, Some(&e.to_string()), echo, min),
+            views::register(&page, &csrf, Some(&e.to_string()), echo, min, invite),
         ))
     };
     let username = match Username::parse(typed) {
         Ok(u) => u,
-        Err(e) => return refuse(ctx, StatusCode::BAD_REQUEST, e.into(), typed),
+        Err(e) => return refuse(ctx, StatusCode::BAD_REQUEST, &e, typed),
     };
     let min = ctx.state.config.accounts.min_password_chars;
     let password = secret_bytes(form.text("password"));
     let destruction = secret_bytes(form.text("d_pass"));
     for p in [form.text("password"), form.text("d_pass")] {
         if let Err(e) = check_password_shape(p, min) {
-            return refuse(ctx, StatusCode::BAD_REQUEST, e, typed);
+            return refuse(ctx, StatusCode::BAD_REQUEST, &e, typed);
         }
     }
     if password == destruction {
         return refuse(
             ctx,
             StatusCode::BAD_REQUEST,
-            AccountError::SamePasswords,
+            &AccountError::SamePasswords,
             typed,
         );
     }
     if !ctx.state.limits.register_allowed() {
         return Err(AppError::TooManyRequests);
     }
-    let delivery = ctx.state.keypool.take().await?;
+    // In invite mode, one use of the code is spent before anything else is looked at, so
+    // that a stranger without a code learns nothing, not even whether a name is taken.
+    let reserved = if invite {
+        let code = form.text("invite").to_owned();
+        let now = ctx.now;
+        match ctx
+            .state
+            .store
+            .run(move |s| crate::invites::reserve(s, &code, now))
+            .await?
+        {
+            Some(hash) => Some(hash),
+            None => return refuse(ctx, StatusCode::FORBIDDEN, &BAD_INVITATION, typed),
+        }
+    } else {
+        None
+    };
+    let delivery = match ctx.state.keypool.take().await {
+        Ok(d) => d,
+        Err(e) => {
+            give_back(ctx, reserved).await;
+            return Err(e.into());
+        }
+    };
     let kdf = ctx.state.kdf;
     let now = ctx.now;
     let name = username.clone();
@@ -83,14 +133,40 @@ pub async fn register_submit(
         .hash_job(move |store| {
             super::create_account(store, &name, &password, &destruction, kdf, delivery, now)
         })
-        .await?;
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            give_back(ctx, reserved).await;
+            return Err(e);
+        }
+    };
     match created {
         Ok(_) => {
             tracing::info!("account registered");
             Ok(redirect("/login?registered=1"))
         }
-        Err(e @ AccountError::Taken) => refuse(ctx, StatusCode::CONFLICT, e, typed),
-        Err(e) => refuse(ctx, StatusCode::BAD_REQUEST, e, typed),
+        Err(e) => {
+            give_back(ctx, reserved).await;
+            let status = match e {
+                AccountError::Taken => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            refuse(ctx, status, &e, typed)
+        }
+    }
+}
+
+/// Return the invitation use a registration took when the registration failed after all.
+async fn give_back(ctx: &Ctx, reserved: Option<[u8; 32]>) {
+    if let Some(hash) = reserved
+        && let Err(e) = ctx
+            .state
+            .store
+            .run(move |s| crate::invites::release(s, &hash))
+            .await
+    {
+        tracing::warn!(error = %e, "could not give back an invitation use");
     }
 }
 
@@ -174,9 +250,13 @@ fn settings_page(
     message: Option<(SettingsForm, &str)>,
     notice: Option<&str>,
 ) -> Response<Body> {
+    let invites = crate::invites::handlers::members_may_invite(ctx);
     let page = ctx.page();
     let idle = ctx.state.config.accounts.session_idle_timeout_secs / 60;
-    html(status, views::settings(&page, idle, message, notice))
+    html(
+        status,
+        views::settings(&page, idle, message, notice, invites),
+    )
 }
 
 pub async fn settings(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {

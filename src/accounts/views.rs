@@ -44,6 +44,7 @@ pub fn register(
     error: Option<&str>,
     username: &str,
     min_chars: usize,
+    ask_invitation: bool,
 ) -> Markup {
     page(
         ctx,
@@ -69,6 +70,14 @@ pub fn register(
                     small {
                         "Different from your password. Logging in with it deletes your account and everything in it at once; "
                         "the page looks exactly like a failed login."
+                    }
+                }
+                @if ask_invitation {
+                    label {
+                        "Invitation code"
+                        input type="text" name="invite" required maxlength="64" autocomplete="off"
+                            autocapitalize="none" spellcheck="false";
+                        small { "Registration here needs an invitation. Paste the code you were given." }
                     }
                 }
                 button type="submit" { "Create account" }
@@ -117,6 +126,7 @@ pub fn settings(
     idle_minutes: u64,
     message: Option<(SettingsForm, &str)>,
     notice: Option<&str>,
+    invites: bool,
 ) -> Markup {
     let error_for = |which: SettingsForm| message.filter(|(w, _)| *w == which).map(|(_, m)| m);
     page(
@@ -150,6 +160,12 @@ pub fn settings(
                 p {
                     "Your messages are signed with RSA-PSS (the default) or DSA. "
                     a href="/settings/signature" { "Choose your signature scheme" }
+                }
+            }
+            @if invites {
+                section.card aria-labelledby="inv" {
+                    h2 id="inv" { "Invitations" }
+                    p { "Registration here needs an invitation code. " a href="/settings/invites" { "Invite someone" } }
                 }
             }
             section.card aria-labelledby="del" {

@@ -6,6 +6,7 @@
 //! arti keeps its state and directory cache under `<data dir>/arti/`; its keystore is
 //! in memory only, so no key of ours is ever written by arti.
 
+pub mod client_auth;
 pub mod key;
 
 use std::sync::Arc;
@@ -60,9 +61,46 @@ pub struct OnionStatus {
 /// A running onion service. Dropping it stops the service.
 pub struct Onion {
     _client: Arc<TorClient<tor_rtcompat::PreferredRuntime>>,
-    _service: Arc<RunningOnionService>,
+    service: Arc<RunningOnionService>,
     /// The `.onion` address (for the operator; never logged unless configured).
     pub address: String,
+}
+
+impl Onion {
+    /// A handle for changing the running service's settings (the control socket's).
+    pub fn handle(&self) -> ServiceHandle {
+        ServiceHandle {
+            service: Arc::clone(&self.service),
+        }
+    }
+}
+
+/// Changes a running onion service without restarting it.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    service: Arc<RunningOnionService>,
+}
+
+impl std::fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHandle").finish_non_exhaustive()
+    }
+}
+
+impl ServiceHandle {
+    /// Hand arti a new list of authorized clients. arti builds and publishes a new
+    /// descriptor (its publisher waits at least a minute between uploads); introduction
+    /// points, circuits and sessions stay as they are.
+    pub fn set_clients(
+        &self,
+        cfg: &TorConfig,
+        clients: &[(String, client_auth::ClientAuthRecord)],
+    ) -> Result<(), OnionError> {
+        let config = service_config(cfg, clients)?;
+        self.service
+            .reconfigure(config, tor_config::Reconfigure::AllOrNothing)
+            .map_err(|e| OnionError::Arti(e.to_string()))
+    }
 }
 
 impl std::fmt::Debug for Onion {
@@ -129,10 +167,20 @@ pub fn client_config(
     b.build().map_err(|e| bad(e.to_string()))
 }
 
-/// arti's onion-service configuration from ours.
-pub fn service_config(cfg: &TorConfig) -> Result<tor_hsservice::OnionServiceConfig, OnionError> {
+/// arti's onion-service configuration from ours. With `tor.restricted_discovery`, the
+/// descriptor is encrypted to `clients` (padded, see [`client_auth`]).
+pub fn service_config(
+    cfg: &TorConfig,
+    clients: &[(String, client_auth::ClientAuthRecord)],
+) -> Result<tor_hsservice::OnionServiceConfig, OnionError> {
     let bad = |m: String| OnionError::Config(m);
     let mut b = OnionServiceConfigBuilder::default();
+    if cfg.restricted_discovery {
+        let keys = client_auth::keys_for_arti(clients).map_err(bad)?;
+        let rd = b.restricted_discovery();
+        rd.enabled(true);
+        rd.static_keys().access().extend(keys);
+    }
     b.nickname(HsNickname::new(NICKNAME.to_owned()).map_err(|e| bad(e.to_string()))?)
         .num_intro_points(cfg.num_intro_points)
         .max_concurrent_streams_per_circuit(cfg.max_streams_per_circuit)
@@ -158,7 +206,24 @@ pub async fn launch(
     crate::hardening::create_private_dir(&arti_dir)
         .map_err(|e| OnionError::Config(e.to_string()))?;
     let client_cfg = client_config(cfg, &arti_dir)?;
-    let service_cfg = service_config(cfg)?;
+    let clients = state
+        .store
+        .run(client_auth::list)
+        .await
+        .map_err(|e| OnionError::Config(e.to_string()))?;
+    if cfg.restricted_discovery {
+        tracing::info!(
+            clients = clients.len(),
+            "restricted discovery: only authorized clients can reach the service"
+        );
+        if clients.is_empty() {
+            tracing::warn!(
+                "restricted discovery is on and no client is authorized: nobody can reach the \
+                 service until `ghostcache client-auth add NAME`"
+            );
+        }
+    }
+    let service_cfg = service_config(cfg, &clients)?;
 
     let client = TorClient::builder()
         .config(client_cfg)
@@ -218,7 +283,7 @@ pub async fn launch(
     tokio::spawn(serve_streams(requests, state, shutdown));
     Ok(Onion {
         _client: client,
-        _service: service,
+        service,
         address,
     })
 }

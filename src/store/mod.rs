@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod records;
+pub mod rotate;
 pub mod schema;
 pub mod tables;
 

@@ -133,6 +133,24 @@ pub const GROUP_INVITES: TableDefinition<(Id, Id), &[u8]> =
 pub const GROUP_TO_INVITEES: TableDefinition<(Id, Id), ()> =
     TableDefinition::new("group_to_invitees_v1");
 
+/// Registration invitations. Key: SHA-256 of the normalised code (the code itself is never
+/// stored). Value: `InviteRecord` (`invites/mod.rs`): uses left, expiry (Unix seconds), and
+/// the member who made it (none for the operator's codes). A used-up code stays until it
+/// expires, so that it keeps counting against its maker's quota; the sweeper removes
+/// expired codes.
+pub const INVITES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("invites_v1");
+
+/// Invitation codes by the member who made them. Key: `(member id, code hash)`. Value:
+/// nothing.
+pub const MEMBER_TO_INVITES: TableDefinition<(Id, [u8; 32]), ()> =
+    TableDefinition::new("member_to_invites_v1");
+
+/// Onion-service client authorization (restricted discovery). Key: the client's name, as
+/// the operator gave it (`[a-z0-9_-]`, 1–32). Value: `ClientAuthRecord`
+/// (`onion/client_auth.rs`): the x25519 public key and the day it was added. Private keys
+/// are never stored.
+pub const CLIENT_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("client_auth_v1");
+
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
     fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -170,5 +188,8 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(GROUP_MEMBER_SECRETS)?;
     v.visit(GROUP_INVITES)?;
     v.visit(GROUP_TO_INVITEES)?;
+    v.visit(INVITES)?;
+    v.visit(MEMBER_TO_INVITES)?;
+    v.visit(CLIENT_AUTH)?;
     Ok(())
 }

@@ -30,6 +30,7 @@ enum Route {
     SettingsDestruction,
     SettingsDelete,
     SettingsSignature,
+    SettingsInvites,
     Files,
     FileUpload,
     File(Id),
@@ -75,6 +76,7 @@ impl Route {
             ["settings", "destruction-password"] => Route::SettingsDestruction,
             ["settings", "delete"] => Route::SettingsDelete,
             ["settings", "signature"] => Route::SettingsSignature,
+            ["settings", "invites"] => Route::SettingsInvites,
             ["files"] => Route::Files,
             ["file", "upload"] => Route::FileUpload,
             ["file", id] => Route::File(crate::files::id_from_url(id)?),
@@ -111,9 +113,11 @@ impl Route {
             | Route::File(_)
             | Route::FileRaw(_)
             | Route::Profile(_) => GET,
-            Route::Register | Route::Login | Route::FileUpload | Route::SettingsSignature => {
-                GET_POST
-            }
+            Route::Register
+            | Route::Login
+            | Route::FileUpload
+            | Route::SettingsSignature
+            | Route::SettingsInvites => GET_POST,
             Route::Logout
             | Route::SettingsPassword
             | Route::SettingsDestruction
@@ -149,6 +153,8 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::SettingsDelete if post => accounts::delete_account(ctx, req).await,
         Route::SettingsSignature if get => accounts::signature_settings(ctx, req).await,
         Route::SettingsSignature if post => accounts::signature_submit(ctx, req).await,
+        Route::SettingsInvites if get => crate::invites::handlers::page(ctx, req).await,
+        Route::SettingsInvites if post => crate::invites::handlers::create(ctx, req).await,
         Route::Files if get => files::list(ctx, req).await,
         Route::FileUpload if get => receive::upload_form(ctx, req).await,
         Route::FileUpload if post => receive::upload_submit(ctx, req).await,

@@ -19,6 +19,8 @@ mod connections;
 mod files;
 mod groups;
 mod onion;
+mod onion_auth;
+mod operator;
 mod ops;
 mod tornet;
 mod web;

@@ -51,11 +51,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
     eprintln!("onion e2e: output under {}", out.display());
 
     let t0 = Instant::now();
-    let net = TorNet::start(&out.join("net")).expect("private Tor network");
-    eprintln!(
-        "onion e2e: network ready in {:.1} s",
-        net.ready_after.as_secs_f64()
-    );
+    let (net, _turn) = crate::tornet::shared();
     let left = net.secs_until_time_period_change();
     if left < PERIOD_BUDGET_SECS {
         eprintln!("onion e2e: {left} s left in this time period; waiting for the next one");
@@ -99,7 +95,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         address.ends_with(".onion") && address.len() == 62,
         "{address}"
     );
-    rt.block_on(wait_reachable(&net, &address));
+    rt.block_on(wait_reachable(net, &address));
     eprintln!(
         "onion e2e: first page {:.2} s after serve started",
         gc.started.elapsed().as_secs_f64()
@@ -170,7 +166,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         Some(address.as_str()),
         "the address survives a restart"
     );
-    rt.block_on(wait_reachable(&net, &address));
+    rt.block_on(wait_reachable(net, &address));
     eprintln!(
         "onion e2e: after the restart, first page {:.2} s after serve started",
         gc.started.elapsed().as_secs_f64()
@@ -180,7 +176,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         assert_eq!(c.login("onionuser", PW).await.status, StatusCode::SEE_OTHER);
         assert_eq!(c.get("/settings").await.status, StatusCode::OK);
     });
-    browser_registers_and_logs_in(&net, &address, &out);
+    browser_registers_and_logs_in(net, &address, &out);
     check_egress(gc.pid, &relays);
     assert!(gc.stop().success());
     check_strace(&out, &relays);

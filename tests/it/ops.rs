@@ -16,7 +16,7 @@ use crate::support::server::private_tempdir;
 use crate::support::{Client, DPW, PW};
 
 /// `serve --no-tor` on a loopback port over `data`, with a small RSA size for speed.
-fn serve(data: &Path, stderr: &Path) -> Serve {
+pub fn serve(data: &Path, stderr: &Path) -> Serve {
     let config = data.with_extension("toml");
     if !config.exists() {
         std::fs::write(&config, "[crypto]\nrsa_bits = 2048\n[rate_limits]\nregister_per_minute = 10000\nlogin_per_username_per_minute = 10000\nuploads_per_member_per_minute = 10000\nmessages_per_minute = 10000\nconnection_requests_per_minute = 10000\n").unwrap();

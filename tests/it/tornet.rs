@@ -652,7 +652,9 @@ fn node_torrc(n: &Node, socks_port: u16, control_port: u16) -> String {
         n.data_dir.join("notice.log").display()
     );
     if n.role == Role::Client {
-        let _ = writeln!(t, "SocksPort 127.0.0.1:{socks_port}");
+        // ExtendedErrors: onion failures answer SOCKS5 codes 0xF0–0xF7 (e.g. 0xF4, client
+        // authorization missing), which the restricted-discovery test tells apart.
+        let _ = writeln!(t, "SocksPort 127.0.0.1:{socks_port} ExtendedErrors");
         let _ = writeln!(t, "ControlPort 127.0.0.1:{control_port}");
         t.push_str("CookieAuthentication 1\n");
         return t;
@@ -693,4 +695,37 @@ fn node_torrc(n: &Node, socks_port: u16, control_port: u16) -> String {
         Role::Client => unreachable!(),
     }
     t
+}
+
+/// The one private network every onion test of this run shares, with a turn: tests that
+/// use it run one after another, since they send NEWNYM and change the client's options,
+/// which would cancel another test's descriptor fetches. Hold the guard for the test.
+pub fn shared() -> (&'static TorNet, std::sync::MutexGuard<'static, ()>) {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (network(), turn)
+}
+
+/// The network itself: started by the first test that asks (≈ 40 s), under
+/// `CARGO_TARGET_TMPDIR/tornet-shared`, and left running until the test binary exits
+/// (each tor exits with it, `__OwningControllerProcess`).
+fn network() -> &'static TorNet {
+    static NET: std::sync::OnceLock<Result<TorNet, String>> = std::sync::OnceLock::new();
+    let net = NET.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tornet-shared");
+        let _ = fs::remove_dir_all(&dir);
+        let net = TorNet::start(&dir).map_err(|e| e.to_string())?;
+        eprintln!(
+            "tornet: shared network ready in {:.1} s under {}",
+            net.ready_after.as_secs_f64(),
+            dir.display()
+        );
+        Ok(net)
+    });
+    match net {
+        Ok(net) => net,
+        Err(e) => panic!("private Tor network: {e}"),
+    }
 }
