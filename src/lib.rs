@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod files;
 pub mod groups;
 pub mod hardening;
+pub mod home;
 pub mod limits;
 pub mod notify;
 pub mod onion;

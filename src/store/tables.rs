@@ -133,6 +133,14 @@ pub const GROUP_INVITES: TableDefinition<(Id, Id), &[u8]> =
 pub const GROUP_TO_INVITEES: TableDefinition<(Id, Id), ()> =
     TableDefinition::new("group_to_invitees_v1");
 
+/// What happened in a group (joins, departures, invitations, roles, settings), shown in
+/// its history between the messages. Key: `(group id, sequence number)`, numbered in the
+/// group's message sequence (`CONVERSATION_TO_LAST_SEQ`), so that a number is either a
+/// message or an event. Value: `GroupEventRecord` (`groups/events.rs`): the key epoch and
+/// the event (who, what, when) sealed under that epoch's group key.
+pub const GROUP_EVENTS: TableDefinition<(Id, u64), &[u8]> =
+    TableDefinition::new("group_events_v1");
+
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
     fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -170,5 +178,6 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(GROUP_MEMBER_SECRETS)?;
     v.visit(GROUP_INVITES)?;
     v.visit(GROUP_TO_INVITEES)?;
+    v.visit(GROUP_EVENTS)?;
     Ok(())
 }

@@ -15,10 +15,11 @@ use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use super::{Client, Resp};
 
-/// The connection id in a `/chat/<id>` location.
+/// The connection id in a `/chat/<id>` location (which may say what just happened in
+/// its query string).
 pub fn chat_id(location: &str) -> String {
-    location
-        .strip_prefix("/chat/")
+    let path = location.split_once('?').map_or(location, |(p, _)| p);
+    path.strip_prefix("/chat/")
         .unwrap_or_else(|| panic!("not a chat location: {location}"))
         .to_owned()
 }
