@@ -66,7 +66,9 @@ pub fn delete_own(
         Some(record) if record.is_accepted() => vec![record.requester, record.receiver],
         _ => return Ok(None),
     };
-    if remove_message_in(&txn, conversation, seq, &members, |r| sent_by(r, sender, id))? {
+    if remove_message_in(&txn, conversation, seq, &members, |r| {
+        sent_by(r, sender, id)
+    })? {
         txn.commit()?;
         Ok(Some(members))
     } else {

@@ -397,10 +397,7 @@ async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
     )
     .await?
     {
-        SendOutcome::Sent(..) => Ok(redirect(&format!(
-            "/chat/{}?sent=1",
-            b64url(&conversation)
-        ))),
+        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}?sent=1", b64url(&conversation)))),
         SendOutcome::Refused(e) => {
             let message = e.to_string();
             render_page(

@@ -452,7 +452,12 @@ impl Live {
         }
         let events = {
             let (conv, after) = (Arc::clone(&self.conv), self.last);
-            match self.state.store.run(move |s| conv.events_after(s, after)).await {
+            match self
+                .state
+                .store
+                .run(move |s| conv.events_after(s, after))
+                .await
+            {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(error = %e, "live stream could not read group events");
@@ -462,14 +467,8 @@ impl Live {
         };
         let mut chunk = String::new();
         let now = self.state.clock.now();
-        let Some(last) = push_items(
-            &mut chunk,
-            &messages,
-            &events,
-            &self.conv,
-            now,
-            &self.csrf,
-        ) else {
+        let Some(last) = push_items(&mut chunk, &messages, &events, &self.conv, now, &self.csrf)
+        else {
             return Flow::Continue;
         };
         self.last = last;

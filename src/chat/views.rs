@@ -444,11 +444,17 @@ mod tests {
             in_frame: true,
         };
         let out = message(&m, "p", 100, Some(&actions)).into_string();
-        assert!(out.contains("action=\"/chat/x/delete\" target=\"_top\""), "{out}");
+        assert!(
+            out.contains("action=\"/chat/x/delete\" target=\"_top\""),
+            "{out}"
+        );
         assert!(out.contains("name=\"seq\" value=\"4\""), "{out}");
         let theirs = Shown { mine: false, ..m };
         let out = message(&theirs, "p", 100, Some(&actions)).into_string();
-        assert!(!out.contains("<form"), "only one's own messages can be deleted");
+        assert!(
+            !out.contains("<form"),
+            "only one's own messages can be deleted"
+        );
         assert_eq!(expired_css(4), "#m4{display:none!important}\n");
     }
 

@@ -1,7 +1,6 @@
 //! What waits for a member among their connections, counted cheaply for the navigation
 //! (which every page shows): the requests they received and have not answered.
 
-
 use super::{Relation, load_connection, load_pair, pair_key, relation};
 use crate::store::tables::{CONNECTIONS, MEMBER_TO_PAIRED, PAIRS};
 use crate::store::{Id, StoreError};
@@ -9,10 +8,7 @@ use crate::store::{Id, StoreError};
 /// The number of pending requests `member` received (from members they may see), read
 /// in the caller's read transaction. Reads the member's pair index and, for each pair,
 /// its record and connection: no names, no keys.
-pub fn requests_received_in(
-    txn: &redb::ReadTransaction,
-    member: &Id,
-) -> Result<usize, StoreError> {
+pub fn requests_received_in(txn: &redb::ReadTransaction, member: &Id) -> Result<usize, StoreError> {
     let index = txn.open_table(MEMBER_TO_PAIRED)?;
     let pairs = txn.open_table(PAIRS)?;
     let connections = txn.open_table(CONNECTIONS)?;

@@ -26,18 +26,45 @@ use crate::store::{Id, Record, Store, StoreError, UserRecord};
 /// What happened. Members are named by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
-    Created { by: Id },
-    Invited { by: Id, whom: Id },
-    InvitationWithdrawn { by: Id, whom: Id },
-    Joined { whom: Id },
-    Left { whom: Id },
-    Removed { by: Id, whom: Id },
-    MadeAdmin { by: Id, whom: Id },
+    Created {
+        by: Id,
+    },
+    Invited {
+        by: Id,
+        whom: Id,
+    },
+    InvitationWithdrawn {
+        by: Id,
+        whom: Id,
+    },
+    Joined {
+        whom: Id,
+    },
+    Left {
+        whom: Id,
+    },
+    Removed {
+        by: Id,
+        whom: Id,
+    },
+    MadeAdmin {
+        by: Id,
+        whom: Id,
+    },
     /// `by == whom`: an admin stepped down.
-    AdminRevoked { by: Id, whom: Id },
+    AdminRevoked {
+        by: Id,
+        whom: Id,
+    },
     /// `by: None`: the creator left and the group passed on by itself.
-    HandedOver { by: Option<Id>, to: Id },
-    MembersInvite { by: Id, allowed: bool },
+    HandedOver {
+        by: Option<Id>,
+        to: Id,
+    },
+    MembersInvite {
+        by: Id,
+        allowed: bool,
+    },
 }
 
 /// The sealed body of an event.

@@ -178,7 +178,9 @@ async fn list(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
     } else if q.get("declined").is_some() {
         Some("Invitation declined.")
     } else if q.get("deleted").is_some() {
-        Some("You left the group. You were its last member, so it is deleted with all its messages.")
+        Some(
+            "You left the group. You were its last member, so it is deleted with all its messages.",
+        )
     } else {
         None
     };

@@ -140,46 +140,52 @@ pub fn invite(
         ),
     };
     let encoded = invite.encode()?;
-    let outcome = with_current_key(store, group, inviter, data_key, |txn, record, epoch, key| {
-        let may = member_role_in(txn, group, record, inviter)?.is_some()
-            && record.roles().may_invite(inviter);
-        if !may {
-            return Ok(Change::Abort(None));
-        }
-        let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
-        let pending = invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)?;
-        let refused = if members
-            .get(&invitee)
-            .is_some_and(|r| r.joined_epoch().is_some())
-        {
-            Some(InviteError::AlreadyMember)
-        } else if pending.contains(&invitee) {
-            Some(InviteError::AlreadyInvited)
-        } else if active(&members).len() + pending.len() >= max_members {
-            Some(InviteError::Full(max_members))
-        } else {
-            None
-        };
-        if let Some(e) = refused {
-            return Ok(Change::Abort(Some(Err(e))));
-        }
-        txn.open_table(GROUP_INVITES)?
-            .insert((invitee, *group), encoded.as_slice())?;
-        txn.open_table(GROUP_TO_INVITEES)?
-            .insert((*group, invitee), ())?;
-        events::append_in(
-            txn,
-            group,
-            epoch,
-            key,
-            Some(now),
-            EventKind::Invited {
-                by: *inviter,
-                whom: invitee,
-            },
-        )?;
-        Ok(Change::Commit(Some(Ok(Invited { invitee }))))
-    })?;
+    let outcome = with_current_key(
+        store,
+        group,
+        inviter,
+        data_key,
+        |txn, record, epoch, key| {
+            let may = member_role_in(txn, group, record, inviter)?.is_some()
+                && record.roles().may_invite(inviter);
+            if !may {
+                return Ok(Change::Abort(None));
+            }
+            let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+            let pending = invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)?;
+            let refused = if members
+                .get(&invitee)
+                .is_some_and(|r| r.joined_epoch().is_some())
+            {
+                Some(InviteError::AlreadyMember)
+            } else if pending.contains(&invitee) {
+                Some(InviteError::AlreadyInvited)
+            } else if active(&members).len() + pending.len() >= max_members {
+                Some(InviteError::Full(max_members))
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                return Ok(Change::Abort(Some(Err(e))));
+            }
+            txn.open_table(GROUP_INVITES)?
+                .insert((invitee, *group), encoded.as_slice())?;
+            txn.open_table(GROUP_TO_INVITEES)?
+                .insert((*group, invitee), ())?;
+            events::append_in(
+                txn,
+                group,
+                epoch,
+                key,
+                Some(now),
+                EventKind::Invited {
+                    by: *inviter,
+                    whom: invitee,
+                },
+            )?;
+            Ok(Change::Commit(Some(Ok(Invited { invitee }))))
+        },
+    )?;
     Ok(outcome.flatten())
 }
 

@@ -541,7 +541,12 @@ pub(super) fn with_current_key<T>(
     group: &Id,
     actor: &Id,
     data_key: &SecretKey,
-    mut change: impl FnMut(&WriteTransaction, &GroupRecord, u32, &SecretKey) -> Result<Change<T>, StoreError>,
+    mut change: impl FnMut(
+        &WriteTransaction,
+        &GroupRecord,
+        u32,
+        &SecretKey,
+    ) -> Result<Change<T>, StoreError>,
 ) -> Result<Option<T>, StoreError> {
     for _ in 0..3 {
         let Some(record) = load::<GroupRecord>(&store.read()?.open_table(GROUPS)?, group)? else {

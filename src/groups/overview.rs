@@ -101,7 +101,8 @@ impl<'a> LazyDelivery<'a> {
         if self.key.is_none() {
             let user: Option<UserRecord> =
                 load(&self.store.read()?.open_table(USERS)?, self.member)?;
-            let user = user.ok_or_else(|| StoreError::Corrupt("member without an account".into()))?;
+            let user =
+                user.ok_or_else(|| StoreError::Corrupt("member without an account".into()))?;
             let key = hybrid::unseal_private(&user.delivery_private_sealed, self.data_key)
                 .map_err(crypto)?;
             self.key = Some(key);

@@ -217,7 +217,10 @@ pub fn change_role(
                     return Ok(Change::Abort(Some(Ok(()))));
                 }
                 roles.members_invite = allowed;
-                EventKind::MembersInvite { by: *actor, allowed }
+                EventKind::MembersInvite {
+                    by: *actor,
+                    allowed,
+                }
             }
         };
         let updated = GroupRecord {
@@ -265,7 +268,10 @@ mod tests {
         assert!(roles.may_invite(&c) && roles.may_invite(&a) && !roles.may_invite(&m));
         assert!(roles.may_remove(&c, &a) && roles.may_remove(&c, &m));
         assert!(roles.may_remove(&a, &m));
-        assert!(!roles.may_remove(&a, &c), "an admin cannot remove the creator");
+        assert!(
+            !roles.may_remove(&a, &c),
+            "an admin cannot remove the creator"
+        );
         assert!(!roles.may_remove(&a, &a), "nor themselves (that is Leave)");
         assert!(!roles.may_remove(&m, &n), "a member removes nobody");
         assert!(roles.may_withdraw(&a, &c) && roles.may_withdraw(&m, &m));
@@ -279,7 +285,10 @@ mod tests {
             assert!(change.permitted(&roles, &c), "{change:?}");
             assert!(!change.permitted(&roles, &m), "{change:?}");
         }
-        assert!(RoleChange::RevokeAdmin(a).permitted(&roles, &a), "steps down");
+        assert!(
+            RoleChange::RevokeAdmin(a).permitted(&roles, &a),
+            "steps down"
+        );
         assert!(!RoleChange::MakeAdmin(m).permitted(&roles, &a));
         assert!(!RoleChange::RevokeAdmin(m).permitted(&roles, &m));
         roles.members_invite = true;

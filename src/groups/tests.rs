@@ -293,9 +293,8 @@ fn an_admin_takes_over_before_older_members_and_every_change_is_an_event() {
             .unwrap()
             .unwrap();
     }
-    let make = |who: &Member, change| {
-        change_role(&store, &g, &who.id, &who.data_key, change, 3).unwrap()
-    };
+    let make =
+        |who: &Member, change| change_role(&store, &g, &who.id, &who.data_key, change, 3).unwrap();
     // Only the creator makes admins; an admin cannot make another.
     assert_eq!(make(&b, RoleChange::MakeAdmin(c.id)), None);
     assert_eq!(make(&a, RoleChange::MakeAdmin(c.id)), Some(Ok(())));
@@ -313,7 +312,11 @@ fn an_admin_takes_over_before_older_members_and_every_change_is_an_event() {
     let epoch_before = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap().epoch;
     leave(&store, &g, &a.id, 5).unwrap().unwrap();
     let view = open(&store, &g, &c.id, &c.data_key).unwrap().unwrap();
-    assert_eq!(view.my_role(), Role::Creator, "the admin, not the older bert");
+    assert_eq!(
+        view.my_role(),
+        Role::Creator,
+        "the admin, not the older bert"
+    );
     assert!(view.roles.admins.is_empty());
     assert_eq!(view.epoch, epoch_before + 1, "a departure starts an epoch");
     // c reads the events of her membership: from her joining on.
@@ -338,7 +341,11 @@ fn an_admin_takes_over_before_older_members_and_every_change_is_an_event() {
     // b, there from earlier, also reads their own joining and c's invitation.
     let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
     let events = view_b.events(&store, 0, u64::MAX).unwrap();
-    assert_eq!(events.len(), 6, "joined, invited, joined, admin, left, handed over");
+    assert_eq!(
+        events.len(),
+        6,
+        "joined, invited, joined, admin, left, handed over"
+    );
     assert_eq!(events[1].name_of(&c.id), Some("cleo"));
 }
 
@@ -393,7 +400,10 @@ fn version_1_invitations_still_open_and_are_resealed_once_seen() {
         matches!(again.name_key, Sealed::UnderDataKey(_)),
         "re-sealed under bert's data key: no RSA next time"
     );
-    assert_eq!(invitations(&store, &b.id, &b.data_key).unwrap()[0].name, "Old");
+    assert_eq!(
+        invitations(&store, &b.id, &b.data_key).unwrap()[0].name,
+        "Old"
+    );
     accept(&store, &g, &b.id, &b.data_key, &signing(), 1)
         .unwrap()
         .unwrap();

@@ -398,7 +398,10 @@ mod tests {
         assert!(!out.contains("<script>"));
         assert!(out.contains("&lt;script&gt;"));
         assert!(out.contains("You made &lt;script&gt;"), "{out}");
-        assert!(out.contains("action=\"/chat/demote\""), "the creator demotes admins");
+        assert!(
+            out.contains("action=\"/chat/demote\""),
+            "the creator demotes admins"
+        );
         assert!(out.contains("action=\"/chat/handover\""));
     }
 }

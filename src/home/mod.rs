@@ -18,7 +18,6 @@
 pub mod handlers;
 pub mod views;
 
-
 use crate::chat::thread::Kind;
 use crate::clock::UnixTime;
 use crate::crypto::SecretKey;

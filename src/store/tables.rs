@@ -138,8 +138,7 @@ pub const GROUP_TO_INVITEES: TableDefinition<(Id, Id), ()> =
 /// group's message sequence (`CONVERSATION_TO_LAST_SEQ`), so that a number is either a
 /// message or an event. Value: `GroupEventRecord` (`groups/events.rs`): the key epoch and
 /// the event (who, what, when) sealed under that epoch's group key.
-pub const GROUP_EVENTS: TableDefinition<(Id, u64), &[u8]> =
-    TableDefinition::new("group_events_v1");
+pub const GROUP_EVENTS: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("group_events_v1");
 
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {

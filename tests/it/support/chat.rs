@@ -165,3 +165,24 @@ impl LiveStream {
         self.ended
     }
 }
+
+/// Every row of a table of the running server's store, as bytes: to check that a
+/// refused request changed nothing at all (not only the number of rows).
+pub fn dump<K: redb::Key + 'static, V: redb::Value + 'static>(
+    store: &ghostcache::store::Store,
+    table: TableDefinition<K, V>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use redb::ReadableTable;
+    let txn = store.database().begin_read().unwrap();
+    let t = txn.open_table(table).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (
+                K::as_bytes(&k.value()).as_ref().to_vec(),
+                V::as_bytes(&v.value()).as_ref().to_vec(),
+            )
+        })
+        .collect()
+}
