@@ -10,11 +10,15 @@
 //! browser loads the same address again — which starts again from `<seq>`, so nothing
 //! already shown disappears.
 //!
+//! A group's stream shows its events (joins, departures, roles) between the messages, in
+//! the order of their numbers, and the member's own messages carry the form that deletes
+//! them (answering into the whole page, `target="_top"`).
+//!
 //! Self-destructing messages carry classes that hide them at their deadline by a CSS
-//! animation (see `views::expiry_classes`); when the sweeper deletes one, the stream also
-//! appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`, a stylesheet from our
-//! own origin (allowed by `style-src 'self'`) whose one rule hides `#m<seq>` — removal of
-//! an element that was already sent, without JavaScript.
+//! animation (see `views::expiry_classes`); when the sweeper deletes one (or its sender
+//! does), the stream also appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`,
+//! a stylesheet from our own origin (allowed by `style-src 'self'`) whose one rule hides
+//! `#m<seq>` — removal of an element that was already sent, without JavaScript.
 //!
 //! One task per stream writes into a small bounded channel that the response body reads.
 //! The task ends when the client goes away (the body is dropped), when the session ends

@@ -1,14 +1,16 @@
 //! Group handlers. Route names kept from GhostCache: `POST /chat/create`,
 //! `POST /chat/invite`, `POST /chat/leave`; besides them `GET /chat/groups` (list and
 //! invitations), `POST /chat/accept` and `POST /chat/decline` (the invitee),
-//! `POST /chat/remove` (the creator: a member or a pending invitation), and
-//! `GET/POST /chat/group/<id>` (the page and its send form) with its live stream
-//! `GET /chat/group/<id>/live?after=<seq>`.
+//! `POST /chat/remove` (a member, or a pending invitation), and `GET/POST
+//! /chat/group/<id>` (the page and its send form) with its live stream
+//! `GET /chat/group/<id>/live?after=<seq>`. Roles, settings and deleting a message are in
+//! [`super::manage`].
 //!
 //! Every form carries the CSRF token (checked first: 403 and nothing changes) and names
 //! the group in a `group` field. Anything about a group answers the not-found page to
 //! someone who is not a current member (for accept and decline: not a current invitee),
-//! whatever else the request says.
+//! whatever else the request says, and so does an action to a member without the right
+//! to it. Every change answers with a redirect to a page that says what happened.
 
 use std::collections::HashSet;
 

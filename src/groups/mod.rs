@@ -1,20 +1,25 @@
-//! Group chats: create, invite, accept or decline, leave, remove, send and read.
+//! Group chats: create, invite, accept or decline, leave, remove, roles, send and read.
 //!
 //! Rules:
-//! - A member creates a group and becomes its *creator*: the one member who invites and
-//!   removes. When the creator leaves (or their account is deleted), the longest-standing
-//!   remaining member becomes the creator; when the last member leaves, the group is
-//!   deleted with all its messages and keys.
-//! - The creator invites members they are connected with (accepted connections only).
-//!   An invitation waits until the invitee accepts or declines it, or the creator cancels
-//!   it — whether or not the invitee is online; the creator is told when they are not.
-//!   An invitee is not a member: they see the group's name (sealed to them) and who
-//!   invited them, nothing else.
+//! - A member creates a group and becomes its *creator*. The creator makes members
+//!   admins and demotes them, hands the group over, and decides whether every member may
+//!   invite; the creator and admins invite and remove members (see [`roles`]). When the
+//!   creator leaves (or their account is deleted), the longest-standing admin, else the
+//!   longest-standing member, becomes the creator; when the last member leaves, the group
+//!   is deleted with all its messages, events and keys.
+//! - Members are invited from the inviter's own connections (accepted connections only).
+//!   An invitation waits until the invitee accepts or declines it, or it is withdrawn —
+//!   whether or not the invitee is online; the inviter is told when they are not. An
+//!   invitee is not a member: they see the group's name (sealed to them) and who invited
+//!   them, nothing else.
 //! - Joining (accepting), leaving, removal and account deletion each start a new key epoch
 //!   (see [`keys`]). A member reads the messages sent since their current membership began
 //!   and nothing older; after leaving they read nothing.
+//! - Every change is an event in the group's history (see [`events`]), sealed under the
+//!   key of its epoch.
 //! - Everything about a group — every page and every form — answers "not found" to anyone
-//!   who is not a current member (or, for accept and decline, a current invitee).
+//!   who is not a current member (or, for accept and decline, a current invitee), and
+//!   every action to a member without the right to it.
 //! - At most `chat.max_group_members` members and pending invitations together.
 //!
 //! Messages are stored in `MESSAGES` under the group id like one-to-one messages (see
