@@ -33,13 +33,14 @@
     reason = "the stream reader of the chat benchmarks is not used here"
 )]
 mod common;
+#[path = "common/setup.rs"]
+mod setup;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use ghostcache::accounts::{self, LoginOutcome, Username};
 use ghostcache::app::{self, StartOptions};
 use ghostcache::clock::Clock;
 use ghostcache::config::Config;
@@ -48,9 +49,8 @@ use ghostcache::crypto::SecretKey;
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::{Id, Store};
 
-use common::{PASSWORD, env_or, login, request, text};
-
-const DESTRUCTION: &str = "bench destroy 000001";
+use common::{env_or, login, request, text};
+use setup::{create_member, data_key_of, report, signing_copy};
 
 struct Settings {
     chats: usize,
@@ -81,23 +81,6 @@ impl Settings {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{name:<46} n={:<4} p50={:>7.3} ms  p99={:>7.3} ms  max={:>7.3} ms",
-        v.len(),
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
-        ms(*v.last().unwrap())
-    );
-}
-
 fn main() {
     let s = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,12 +88,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(run(s));
-}
-
-/// A signing key copied from a template (so that setup does not generate hundreds).
-fn signing_copy(template: &SigningKey) -> SigningKey {
-    let (scheme, der) = template.to_tagged_der().unwrap();
-    SigningKey::from_tagged_der(scheme, &der).unwrap()
 }
 
 /// A multipart upload body for a small file expiring in `days`.
@@ -190,33 +167,13 @@ async fn run(s: Settings) {
     let peers = chats.max(groups).max(invites);
     let reader: Id = store
         .run(move |store| {
-            let kdf = ghostcache::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            };
-            let dummy = accounts::DummyCredentials::new(kdf);
             let mut members: Vec<(Id, SecretKey)> = Vec::with_capacity(peers + 1);
             for i in 0..=peers {
-                let name = Username::parse(&format!("member{i:03}")).unwrap();
-                let delivery = RsaPrivate::from_der(&delivery_der).unwrap();
-                accounts::create_account(
+                members.push(create_member(
                     store,
-                    &name,
-                    PASSWORD.as_bytes(),
-                    DESTRUCTION.as_bytes(),
-                    kdf,
-                    delivery,
-                    0,
-                )?
-                .unwrap();
-                let LoginOutcome::Success {
-                    user_id, data_key, ..
-                } = accounts::check_login(store, &name, PASSWORD.as_bytes(), &dummy)?
-                else {
-                    panic!("bench login");
-                };
-                members.push((user_id, data_key));
+                    &format!("member{i:03}"),
+                    &delivery_der,
+                )?);
             }
             let (reader, reader_key) = members[0].clone();
             let now = 1_000;
@@ -318,25 +275,7 @@ async fn run(s: Settings) {
     );
 
     // The server-side parts alone, without HTTP.
-    let data_key = {
-        let kdf = ghostcache::crypto::KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let dummy = accounts::DummyCredentials::new(kdf);
-        match accounts::check_login(
-            &store,
-            &Username::parse("member000").unwrap(),
-            PASSWORD.as_bytes(),
-            &dummy,
-        )
-        .unwrap()
-        {
-            LoginOutcome::Success { data_key, .. } => data_key,
-            _ => panic!("bench login"),
-        }
-    };
+    let data_key = data_key_of(&store, "member000");
     let n = s.views;
     let (overview, nav) = store
         .run(move |store| {

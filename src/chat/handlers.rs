@@ -131,7 +131,7 @@ pub async fn dispatch(
         }
         ChatRoute::Poll => Ok(json_or_error(poll(ctx).await)),
         ChatRoute::Expired(seq) => Ok(expired_stylesheet(seq)),
-        ChatRoute::Delete(id) => delete_message(ctx, req, id).await,
+        ChatRoute::Delete(id) => delete_message(ctx, req, Kind::Direct, id).await,
         ChatRoute::Online => {
             let wants_json = req
                 .headers()
@@ -415,7 +415,7 @@ async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
 
 /// The message a delete form names: its sequence number (`seq`) and id (`message`,
 /// base64url). Anything malformed names nothing: "not found".
-pub(crate) fn message_fields(form: &crate::web::request::Form) -> Result<(u64, Id), AppError> {
+fn message_fields(form: &crate::web::request::Form) -> Result<(u64, Id), AppError> {
     let seq = form.text("seq").trim();
     let seq = if seq.is_empty() || seq.len() > 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
         None
@@ -429,13 +429,16 @@ pub(crate) fn message_fields(form: &crate::web::request::Form) -> Result<(u64, I
     }
 }
 
-/// `POST /chat/<id>/delete` (`csrf`, `seq`, `message`): the sender deletes their message
-/// for everyone, as its self-destruct deadline would (the row, its deadline and delivery
-/// marks, in one durable transaction); open live streams hide it. Anything but one's own
-/// message in one's own conversation is "not found", and nothing changes.
-async fn delete_message(
+/// `POST /chat/<id>/delete` and `POST /chat/group/<id>/delete` (`csrf`, `seq`,
+/// `message`): the sender deletes their message for everyone, as its self-destruct
+/// deadline would (the row, its deadline and delivery marks, in one durable
+/// transaction); open live streams hide it. Anything but one's own message in one's own
+/// conversation (of one's current membership, in a group) is "not found", and nothing
+/// changes.
+pub(crate) async fn delete_message(
     ctx: &mut Ctx,
     req: Request<Incoming>,
+    kind: Kind,
     id: Id,
 ) -> Result<Response<Body>, AppError> {
     let form = ctx.form(req).await?;
@@ -445,7 +448,10 @@ async fn delete_message(
     let members = ctx
         .state
         .store
-        .run(move |s| super::delete::delete_own(s, &id, &me, seq, &message))
+        .run(move |s| match kind {
+            Kind::Direct => super::delete::delete_own(s, &id, &me, seq, &message),
+            Kind::Group => crate::groups::delete_own(s, &id, &me, seq, &message),
+        })
         .await?
         .ok_or(AppError::NotFound)?;
     ctx.state.hub.publish(
@@ -456,7 +462,10 @@ async fn delete_message(
         },
     );
     tracing::info!("message deleted by its sender");
-    Ok(redirect(&format!("/chat/{}?deleted=1", b64url(&id))))
+    Ok(redirect(&format!(
+        "{}?deleted=1",
+        super::thread::page_path(kind, &id)
+    )))
 }
 
 /// The accepted connection between the session's member and member `receiver_id`

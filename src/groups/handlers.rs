@@ -119,7 +119,9 @@ pub async fn dispatch(
         GroupRoute::Leave => leave(ctx, req).await,
         GroupRoute::Remove => remove(ctx, req).await,
         GroupRoute::Manage(what) => manage::change(ctx, req, what).await,
-        GroupRoute::Delete(id) => manage::delete_message(ctx, req, id).await,
+        GroupRoute::Delete(id) => {
+            crate::chat::handlers::delete_message(ctx, req, Kind::Group, id).await
+        }
         GroupRoute::Page(id) if post => post_message(ctx, req, id).await,
         GroupRoute::Page(id) => page(ctx, req, id).await,
         GroupRoute::Live(id) => {

@@ -1,7 +1,7 @@
-//! Group handlers for roles, settings and taking back a message:
-//! `POST /chat/promote`, `POST /chat/demote`, `POST /chat/handover` (`csrf`, `group`,
-//! `member`), `POST /chat/group-settings` (`csrf`, `group`, `members_invite`), and
-//! `POST /chat/group/<id>/delete` (`csrf`, `seq`, `message`).
+//! Group handlers for roles and settings: `POST /chat/promote`, `POST /chat/demote`,
+//! `POST /chat/handover` (`csrf`, `group`, `member`), `POST /chat/group-settings`
+//! (`csrf`, `group`, `members_invite`). (Deleting a message is `chat`'s, for groups and
+//! one-to-one chats alike.)
 //!
 //! A member without the right to an action gets the not-found page for it, exactly as a
 //! non-member does, and nothing changes. Every change answers with a redirect to the
@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::handlers::{group_field, group_path, render_page};
 use super::{RoleChange, RoleError};
-use crate::chat::handlers::{PageMessage, message_fields};
+use crate::chat::handlers::PageMessage;
 use crate::chat::hub::Event;
 use crate::crypto::b64url_decode_exact;
 use crate::store::Id;
@@ -177,33 +177,4 @@ pub async fn change(
             .await
         }
     }
-}
-
-/// `POST /chat/group/<id>/delete` (`csrf`, `seq`, `message`): the sender deletes their
-/// message for everyone, as its self-destruct deadline would; the members' open streams
-/// hide it. Anything but one's own message of one's own membership is "not found".
-pub async fn delete_message(
-    ctx: &mut Ctx,
-    req: Request<Incoming>,
-    group: Id,
-) -> Result<Response<Body>, AppError> {
-    let form = ctx.form(req).await?;
-    let session = ctx.check_member_form(&form)?;
-    let (seq, message) = message_fields(&form)?;
-    let me = session.user_id;
-    let members = ctx
-        .state
-        .store
-        .run(move |s| super::delete_own(s, &group, &me, seq, &message))
-        .await?
-        .ok_or(AppError::NotFound)?;
-    ctx.state.hub.publish(
-        &members,
-        Event::Expired {
-            conversation: group,
-            seq,
-        },
-    );
-    tracing::info!("group message deleted by its sender");
-    Ok(redirect(&format!("{}?deleted=1", group_path(&group))))
 }

@@ -54,6 +54,21 @@ async fn post_delete(c: &mut Client, page: &str, action: &str, seq: &str, id: &s
         .await
 }
 
+/// The answer to a deletion: back to the conversation's page (`path`), which says so.
+async fn deleted(c: &mut Client, r: &Resp, path: &str) -> Resp {
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{path}?deleted=1").as_str())
+    );
+    let page = c.get(r.header("location").unwrap()).await;
+    assert_eq!(
+        page.texts("p.notice[role=status]"),
+        vec!["Message deleted for everyone."]
+    );
+    page
+}
+
 fn texts(page: &Resp) -> Vec<String> {
     messages(page).into_iter().map(|(_, t, _)| t).collect()
 }
@@ -132,16 +147,7 @@ async fn the_sender_deletes_a_message_for_everyone_and_nobody_else_can() {
     let r = a
         .post_form(&action, &[("csrf", &csrf), ("seq", &seq), ("message", &id)])
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("{path}?deleted=1").as_str())
-    );
-    let after = a.get(r.header("location").unwrap()).await;
-    assert_eq!(
-        after.texts("p.notice[role=status]"),
-        vec!["Message deleted for everyone."]
-    );
+    let after = deleted(a, &r, &path).await;
     assert_eq!(texts(&after), vec!["bob's own", "keep me"]);
     assert_eq!(rows(store, MESSAGES), messages_before - 1);
     // bob's open frame hides it; his page does not have it.
@@ -233,16 +239,7 @@ async fn a_group_message_is_deleted_by_its_sender_only_and_leaves_every_view() {
     assert!(dump(store, MESSAGES) == before, "nothing changed");
 
     let r = post_delete(a, &path, &action, &seq, &id).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("{path}?deleted=1").as_str())
-    );
-    let after = a.get(r.header("location").unwrap()).await;
-    assert_eq!(
-        after.texts("p.notice[role=status]"),
-        vec!["Message deleted for everyone."]
-    );
+    deleted(a, &r, &path).await;
     assert!(
         live.wait_for(&format!("/chat/expired/{seq}.css"), Duration::from_secs(5))
             .await
