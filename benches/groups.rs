@@ -42,9 +42,6 @@ use hyper::{Method, StatusCode};
 use tokio::sync::mpsc;
 
 use ghostcache::accounts::Username;
-use ghostcache::app::{self, StartOptions};
-use ghostcache::clock::Clock;
-use ghostcache::config::Config;
 use ghostcache::connections::keys::SigningKey;
 use ghostcache::crypto::SecretKey;
 use ghostcache::crypto::b64url;
@@ -53,7 +50,7 @@ use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::{Id, Store};
 
 use common::{FORM, env_or, login, read_stream, request, text};
-use setup::{create_member, data_key_of, report, signing_copy};
+use setup::{create_member, data_key_of, report, signing_copy, start_server};
 
 struct Settings {
     members: usize,
@@ -88,26 +85,12 @@ fn main() {
 }
 
 async fn run(s: Settings) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut config = Config {
-        data_dir: Some(dir.path().join("data")),
-        ..Config::default()
-    };
-    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.server.no_tor = true;
-    config.crypto.rsa_bits = s.rsa_bits;
-    config.crypto.rsa_pool_size = 1;
-    config.rate_limits.messages_per_minute = 1_000_000;
-    config.rate_limits.login_per_username_per_minute = 1_000_000;
-    config.chat.max_group_members = s.members.max(2);
-    config.chat.stream_lifetime_secs = 3600;
-    let options = StartOptions {
-        clock: Clock::system(),
-        danger_fast_kdf: true,
-    };
-    let app = app::start(config, options).await.unwrap();
+    let (app, _dir) = start_server(s.rsa_bits, |c| {
+        c.rate_limits.messages_per_minute = 1_000_000;
+        c.chat.max_group_members = s.members.max(2);
+        c.chat.stream_lifetime_secs = 3600;
+    })
+    .await;
     let addr = app.listen_addr.unwrap();
     let state = Arc::clone(&app.state);
     let store: Store = state.store.clone();

@@ -41,16 +41,13 @@ use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use ghostcache::app::{self, StartOptions};
-use ghostcache::clock::Clock;
-use ghostcache::config::Config;
 use ghostcache::connections::keys::SigningKey;
 use ghostcache::crypto::SecretKey;
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::{Id, Store};
 
 use common::{env_or, login, request, text};
-use setup::{create_member, data_key_of, report, signing_copy};
+use setup::{create_member, data_key_of, report, signing_copy, start_server};
 
 struct Settings {
     chats: usize,
@@ -116,24 +113,10 @@ async fn views(addr: std::net::SocketAddr, cookie: &str, path: &str, n: usize) -
 }
 
 async fn run(s: Settings) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut config = Config {
-        data_dir: Some(dir.path().join("data")),
-        ..Config::default()
-    };
-    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.server.no_tor = true;
-    config.crypto.rsa_bits = s.rsa_bits;
-    config.crypto.rsa_pool_size = 1;
-    config.rate_limits.login_per_username_per_minute = 1_000_000;
-    config.rate_limits.uploads_per_member_per_minute = 1_000_000;
-    let options = StartOptions {
-        clock: Clock::system(),
-        danger_fast_kdf: true,
-    };
-    let app = app::start(config, options).await.unwrap();
+    let (app, _dir) = start_server(s.rsa_bits, |c| {
+        c.rate_limits.uploads_per_member_per_minute = 1_000_000;
+    })
+    .await;
     let addr = app.listen_addr.unwrap();
     let store: Store = app.state.store.clone();
     println!(

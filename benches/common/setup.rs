@@ -85,3 +85,30 @@ pub fn report(name: &str, mut v: Vec<Duration>) {
         ms(*v.last().unwrap())
     );
 }
+
+/// Start the server in-process on a loopback port, in a private temporary directory,
+/// with `rsa_bits` keys, the test KDF, and the login limit lifted; `tweak` changes the
+/// rest. The directory must live as long as the server.
+pub async fn start_server(
+    rsa_bits: usize,
+    tweak: impl FnOnce(&mut ghostcache::config::Config),
+) -> (ghostcache::app::RunningApp, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut config = ghostcache::config::Config {
+        data_dir: Some(dir.path().join("data")),
+        ..ghostcache::config::Config::default()
+    };
+    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.server.no_tor = true;
+    config.crypto.rsa_bits = rsa_bits;
+    config.crypto.rsa_pool_size = 1;
+    config.rate_limits.login_per_username_per_minute = 1_000_000;
+    tweak(&mut config);
+    let options = ghostcache::app::StartOptions {
+        clock: ghostcache::clock::Clock::system(),
+        danger_fast_kdf: true,
+    };
+    (ghostcache::app::start(config, options).await.unwrap(), dir)
+}
