@@ -83,7 +83,13 @@ async fn the_sender_deletes_a_message_for_everyone_and_nobody_else_can() {
     let ab = connect(a, b, "bob").await;
     let ac = connect(a, c, "carol").await;
     let path = format!("/chat/{ab}");
-    say(a, &ab, "keep me").await;
+    let r = say(a, &ab, "keep me").await;
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{path}?sent=1").as_str())
+    );
+    let sent = a.get(r.header("location").unwrap()).await;
+    assert_eq!(sent.texts("p.notice[role=status]"), vec!["Message sent."]);
     say(a, &ab, "oops").await;
     say(b, &ab, "bob's own").await;
     say(a, &ac, "for carol").await;
@@ -202,9 +208,15 @@ async fn a_group_message_is_deleted_by_its_sender_only_and_leaves_every_view() {
     connect(a, c, "carol").await;
     let g = create_group(a, "Takebacks").await;
     add(a, &g, b, "bob").await;
-    gsay(a, &g, "group oops", "").await;
-    gsay(b, &g, "bob stays", "").await;
     let path = gpath(&g);
+    let r = gsay(a, &g, "group oops", "").await;
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{path}?sent=1").as_str())
+    );
+    let sent = a.get(r.header("location").unwrap()).await;
+    assert_eq!(sent.texts("p.notice[role=status]"), vec!["Message sent."]);
+    gsay(b, &g, "bob stays", "").await;
 
     let mut live = LiveStream::open(server.addr, b, &format!("{path}/live?after=0")).await;
     assert!(

@@ -783,7 +783,11 @@ async fn dsa_and_rsa_members_converse_and_tampering_never_verifies() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let page = a.get("/settings/signature?saved=1").await;
+    let page = a.get(r.header("location").unwrap()).await;
+    assert_eq!(
+        page.texts("p.notice[role=status]"),
+        vec!["Saved: your new connections and groups will sign with DSA."]
+    );
     assert!(
         page.texts(".current-scheme")
             .contains(&"DSA-2048/256-SHA256".to_owned())

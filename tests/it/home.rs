@@ -118,7 +118,20 @@ async fn the_overview_shows_what_waits_links_where_to_act_and_forgets_what_was_d
     let page = a.get("/connections").await;
     let r = a.submit("/connections", &accept_action(&page), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let chat = a.get(r.header("location").unwrap()).await;
+    assert!(
+        chat.texts("p.notice[role=status]")
+            .concat()
+            .starts_with("You are now connected")
+    );
     join(a, &g).await;
+    let joined = a.get(&format!("/chat/group/{g}?joined=1")).await;
+    assert!(
+        joined
+            .texts("p.notice[role=status]")
+            .concat()
+            .starts_with("You joined the group")
+    );
     let home = a.get("/").await;
     assert!(items(&home, "unread").is_empty());
     assert!(items(&home, "requests").is_empty());

@@ -304,3 +304,51 @@ async fn group_invitations_have_their_own_quota_with_a_burst_of_a_whole_group() 
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_form_and_delete_form_needs_its_csrf_token() {
+    let server = TestServer::start_with(roomy).await;
+    let mut cs = members(&server, &["alice", "bob"]).await;
+    let (a, rest) = cs.split_first_mut().unwrap();
+    let b = &mut rest[0];
+    let ab = connect(a, b, "bob").await;
+    let g = create_group(a, "Guarded").await;
+    add(a, &g, b, "bob").await;
+    gsay(a, &g, "guarded", "").await;
+    crate::support::chat::say(a, &ab, "guarded too").await;
+    let store = &server.state().store;
+    let bob = member_id(store, "bob");
+    let foreign = b.get("/chat/groups").await.form_csrf("/chat/create");
+    let before = (
+        group_state(store),
+        dump(store, ghostcache::store::tables::MESSAGES),
+    );
+    let group_delete = format!("{}/delete", gpath(&g));
+    let chat_delete = format!("/chat/{ab}/delete");
+    let posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/chat/promote", vec![("group", &g), ("member", &bob)]),
+        ("/chat/demote", vec![("group", &g), ("member", &bob)]),
+        ("/chat/handover", vec![("group", &g), ("member", &bob)]),
+        (
+            "/chat/group-settings",
+            vec![("group", &g), ("members_invite", "1")],
+        ),
+        (&group_delete, vec![("seq", "4"), ("message", "x")]),
+        (&chat_delete, vec![("seq", "1"), ("message", "x")]),
+    ];
+    for (path, fields) in posts {
+        for token in [None, Some("wrong"), Some(foreign.as_str())] {
+            let mut f = fields.clone();
+            if let Some(t) = token {
+                f.push(("csrf", t));
+            }
+            let r = a.post_form(path, &f).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} with {token:?}");
+        }
+    }
+    let after = (
+        group_state(store),
+        dump(store, ghostcache::store::tables::MESSAGES),
+    );
+    assert!(after == before, "nothing changed");
+}
