@@ -32,6 +32,8 @@
 )]
 
 mod common;
+#[path = "common/setup.rs"]
+mod setup;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,10 +41,7 @@ use std::time::{Duration, Instant};
 use hyper::{Method, StatusCode};
 use tokio::sync::mpsc;
 
-use ghostcache::accounts::{self, LoginOutcome, Username};
-use ghostcache::app::{self, StartOptions};
-use ghostcache::clock::Clock;
-use ghostcache::config::Config;
+use ghostcache::accounts::Username;
 use ghostcache::connections::keys::SigningKey;
 use ghostcache::crypto::SecretKey;
 use ghostcache::crypto::b64url;
@@ -50,9 +49,8 @@ use ghostcache::crypto::dsa_keys::{DsaParams, DsaPrivate};
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::store::{Id, Store};
 
-use common::{FORM, PASSWORD, env_or, login, read_stream, request, text};
-
-const DESTRUCTION: &str = "bench destroy 000001";
+use common::{FORM, env_or, login, read_stream, request, text};
+use setup::{create_member, data_key_of, report, signing_copy, start_server};
 
 struct Settings {
     members: usize,
@@ -77,23 +75,6 @@ impl Settings {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{name:<44} n={:<4} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
-        v.len(),
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
-        ms(*v.last().unwrap())
-    );
-}
-
 fn main() {
     let s = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,33 +84,13 @@ fn main() {
     runtime.block_on(run(s));
 }
 
-/// A signing key copied from a template (so that setup does not generate fifty).
-fn signing_copy(template: &SigningKey) -> SigningKey {
-    let (scheme, der) = template.to_tagged_der().unwrap();
-    SigningKey::from_tagged_der(scheme, &der).unwrap()
-}
-
 async fn run(s: Settings) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut config = Config {
-        data_dir: Some(dir.path().join("data")),
-        ..Config::default()
-    };
-    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.server.no_tor = true;
-    config.crypto.rsa_bits = s.rsa_bits;
-    config.crypto.rsa_pool_size = 1;
-    config.rate_limits.messages_per_minute = 1_000_000;
-    config.rate_limits.login_per_username_per_minute = 1_000_000;
-    config.chat.max_group_members = s.members.max(2);
-    config.chat.stream_lifetime_secs = 3600;
-    let options = StartOptions {
-        clock: Clock::system(),
-        danger_fast_kdf: true,
-    };
-    let app = app::start(config, options).await.unwrap();
+    let (app, _dir) = start_server(s.rsa_bits, |c| {
+        c.rate_limits.messages_per_minute = 1_000_000;
+        c.chat.max_group_members = s.members.max(2);
+        c.chat.stream_lifetime_secs = 3600;
+    })
+    .await;
     let addr = app.listen_addr.unwrap();
     let state = Arc::clone(&app.state);
     let store: Store = state.store.clone();
@@ -163,33 +124,13 @@ async fn run(s: Settings) {
     let template = Arc::clone(&signing_template);
     let group: Id = store
         .run(move |store| {
-            let kdf = ghostcache::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            };
-            let dummy = accounts::DummyCredentials::new(kdf);
             let mut members: Vec<(Id, SecretKey)> = Vec::with_capacity(n);
             for i in 0..n {
-                let name = Username::parse(&format!("member{i:03}")).unwrap();
-                let delivery = RsaPrivate::from_der(&delivery_der).unwrap();
-                accounts::create_account(
+                members.push(create_member(
                     store,
-                    &name,
-                    PASSWORD.as_bytes(),
-                    DESTRUCTION.as_bytes(),
-                    kdf,
-                    delivery,
-                    0,
-                )?
-                .unwrap();
-                let LoginOutcome::Success {
-                    user_id, data_key, ..
-                } = accounts::check_login(store, &name, PASSWORD.as_bytes(), &dummy)?
-                else {
-                    panic!("bench login");
-                };
-                members.push((user_id, data_key));
+                    &format!("member{i:03}"),
+                    &delivery_der,
+                )?);
             }
             let (creator, creator_key) = &members[0];
             for (i, (other, other_key)) in members.iter().enumerate().skip(1) {
@@ -312,25 +253,7 @@ async fn run(s: Settings) {
         .0;
     let (_, _, body) = request(addr, Method::GET, "/", &cookie, &[], None).await;
     drop(text(body).await);
-    let session_key = {
-        let kdf = ghostcache::crypto::KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let dummy = accounts::DummyCredentials::new(kdf);
-        match accounts::check_login(
-            &store,
-            &Username::parse("member000").unwrap(),
-            PASSWORD.as_bytes(),
-            &dummy,
-        )
-        .unwrap()
-        {
-            LoginOutcome::Success { data_key, .. } => data_key,
-            _ => panic!("bench login"),
-        }
-    };
+    let session_key = data_key_of(&store, "member000");
     let posts = s.posts;
     let direct = store
         .run(move |store| {

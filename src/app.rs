@@ -196,7 +196,7 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
             config.accounts.session_idle_timeout_secs,
             config.accounts.session_lifetime_secs,
         ),
-        limits: Limits::new(&config.rate_limits),
+        limits: Limits::new(&config.rate_limits, config.chat.max_group_members),
         keypool: KeyPool::new(config.crypto.rsa_bits, config.crypto.rsa_pool_size),
         hub: Hub::new(options.clock.clone(), &config.chat),
         hash_permits: Semaphore::new(config.crypto.max_concurrent_hashes),

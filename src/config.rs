@@ -128,6 +128,9 @@ pub struct RateLimitConfig {
     pub searches_per_minute: u32,
     /// Chat messages a member may send per minute.
     pub messages_per_minute: u32,
+    /// Group invitations a member may send per minute, with a burst of at least
+    /// `chat.max_group_members`, so that filling a new group in one go works.
+    pub group_invites_per_minute: u32,
 }
 
 /// Encrypted file hosting.
@@ -329,6 +332,7 @@ impl Default for RateLimitConfig {
             connection_requests_per_minute: 5,
             searches_per_minute: 30,
             messages_per_minute: 60,
+            group_invites_per_minute: 30,
         }
     }
 }
@@ -527,6 +531,7 @@ impl Config {
             || r.connection_requests_per_minute == 0
             || r.searches_per_minute == 0
             || r.messages_per_minute == 0
+            || r.group_invites_per_minute == 0
         {
             return bad("rate limits must be at least 1 per minute");
         }

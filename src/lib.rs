@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod files;
 pub mod groups;
 pub mod hardening;
+pub mod home;
 pub mod invites;
 pub mod limits;
 pub mod notify;

@@ -24,6 +24,8 @@ pub struct Limits {
     search: DefaultKeyedRateLimiter<Id>,
     /// Chat messages, keyed by the sending member's id.
     messages: DefaultKeyedRateLimiter<Id>,
+    /// Group invitations, keyed by the inviting member's id.
+    group_invites: DefaultKeyedRateLimiter<Id>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -39,7 +41,15 @@ fn per_minute(n: u32) -> Quota {
 }
 
 impl Limits {
-    pub fn new(cfg: &RateLimitConfig) -> Self {
+    /// The limiters of `cfg`. Group invitations replenish at their own rate and allow a
+    /// burst of `max_group_members` (or the rate, if larger): one member can invite a
+    /// whole group's worth of connections in a row.
+    pub fn new(cfg: &RateLimitConfig, max_group_members: usize) -> Self {
+        let burst = u32::try_from(max_group_members)
+            .unwrap_or(u32::MAX)
+            .max(cfg.group_invites_per_minute);
+        let invites = per_minute(cfg.group_invites_per_minute)
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Self {
             login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
             register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
@@ -47,6 +57,7 @@ impl Limits {
             connect: RateLimiter::keyed(per_minute(cfg.connection_requests_per_minute)),
             search: RateLimiter::keyed(per_minute(cfg.searches_per_minute)),
             messages: RateLimiter::keyed(per_minute(cfg.messages_per_minute)),
+            group_invites: RateLimiter::keyed(invites),
         }
     }
 
@@ -82,11 +93,22 @@ impl Limits {
         self.messages.check_key(member).is_ok()
     }
 
+    /// Whether this member may send one more group invitation now.
+    pub fn group_invite_allowed(&self, member: &Id) -> bool {
+        self.group_invites.check_key(member).is_ok()
+    }
+
     /// Forget keys whose quota has fully recovered.
     pub fn prune(&self) {
         self.login.retain_recent();
         self.login.shrink_to_fit();
-        for keyed in [&self.upload, &self.connect, &self.search, &self.messages] {
+        for keyed in [
+            &self.upload,
+            &self.connect,
+            &self.search,
+            &self.messages,
+            &self.group_invites,
+        ] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
         }

@@ -398,7 +398,11 @@ pub async fn signature_settings(
         return Ok(redirect("/login"));
     };
     let q = ctx.query(&req)?;
-    let notice = q.get("saved").map(|_| "Saved.");
+    let notice = match q.get("saved") {
+        Some("dsa") => Some("Saved: your new connections and groups will sign with DSA."),
+        Some(_) => Some("Saved: your new connections and groups will sign with RSA-PSS."),
+        None => None,
+    };
     let me = session.user_id;
     let current = ctx
         .state
@@ -431,5 +435,10 @@ pub async fn signature_submit(
         .store
         .run(move |s| signing::set_scheme(s, &me, scheme))
         .await?;
-    Ok(redirect("/settings/signature?saved=1"))
+    let saved = if scheme == SignatureScheme::Dsa {
+        "dsa"
+    } else {
+        "rsa-pss"
+    };
+    Ok(redirect(&format!("/settings/signature?saved={saved}")))
 }

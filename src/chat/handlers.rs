@@ -39,6 +39,8 @@ pub enum ChatRoute {
     Online,
     /// `GET /chat/expired/<seq>.css` (hides message `<seq>` in a live stream)
     Expired(u64),
+    /// `POST /chat/<id>/delete` (`seq`, `message`): delete one's own message for everyone
+    Delete(Id),
 }
 
 impl ChatRoute {
@@ -51,6 +53,7 @@ impl ChatRoute {
             ["chat", "expired", name] => Self::Expired(expired_seq(name)?),
             ["chat", id] => Self::Page(b64url_decode_exact(id)?),
             ["chat", id, "live"] => Self::Live(b64url_decode_exact(id)?),
+            ["chat", id, "delete"] => Self::Delete(b64url_decode_exact(id)?),
             _ => return None,
         })
     }
@@ -63,7 +66,7 @@ impl ChatRoute {
             Self::Page(_) => GET_ONLY_POST,
             Self::Live(_) | Self::Poll => GET_ONLY,
             Self::Online | Self::Expired(_) => GET,
-            Self::Send => POST,
+            Self::Send | Self::Delete(_) => POST,
         }
     }
 }
@@ -128,6 +131,7 @@ pub async fn dispatch(
         }
         ChatRoute::Poll => Ok(json_or_error(poll(ctx).await)),
         ChatRoute::Expired(seq) => Ok(expired_stylesheet(seq)),
+        ChatRoute::Delete(id) => delete_message(ctx, req, Kind::Direct, id).await,
         ChatRoute::Online => {
             let wants_json = req
                 .headers()
@@ -146,6 +150,22 @@ pub async fn dispatch(
 // ---------------------------------------------------------------------------------------
 // The chat page
 
+/// What the chat page says after a form of this module (post–redirect–get), from the
+/// query string: `?sent=1`, `?deleted=1`, `?connected=1`.
+pub fn chat_notice(q: &crate::web::request::Form) -> Option<&'static str> {
+    [
+        ("sent", "Message sent."),
+        ("deleted", "Message deleted for everyone."),
+        (
+            "connected",
+            "You are now connected: messages here are encrypted with this connection's own key.",
+        ),
+    ]
+    .into_iter()
+    .find(|(k, _)| q.get(k).is_some())
+    .map(|(_, m)| m)
+}
+
 /// Render the chat page (latest messages, or those before `before`).
 async fn render_page(
     ctx: &mut Ctx,
@@ -153,7 +173,7 @@ async fn render_page(
     id: Id,
     before: Option<u64>,
     status: StatusCode,
-    error: Option<&str>,
+    message: PageMessage<'_>,
 ) -> Result<Response<Body>, AppError> {
     let me = session.user_id;
     let data_key = session.data_key.clone();
@@ -185,6 +205,8 @@ async fn render_page(
     let Some((peer, peer_name, scheme, mine, theirs, messages, more)) = loaded else {
         return Err(AppError::NotFound);
     };
+    // Reading may have marked messages delivered: the navigation counts again.
+    ctx.load_nav().await;
     let peer_online = ctx.state.hub.online(&peer, now, &ctx.state.sessions);
     let live_after = match before {
         None => Some(messages.last().map_or(0, |m| m.seq)),
@@ -208,7 +230,8 @@ async fn render_page(
             messages: &messages,
             older,
             live_after,
-            error,
+            error: message.error,
+            notice: message.notice,
             max_bytes: ctx.state.config.chat.max_message_bytes,
             now,
         },
@@ -233,7 +256,39 @@ async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
                 AppError::BadRequest("The address was not correctly formed.".into())
             })?),
         };
-    render_page(ctx, &session, id, before, StatusCode::OK, None).await
+    let notice = chat_notice(&q);
+    render_page(
+        ctx,
+        &session,
+        id,
+        before,
+        StatusCode::OK,
+        PageMessage::notice(notice),
+    )
+    .await
+}
+
+/// An error of the form before, or a notice of what it did: what a page says at its top.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageMessage<'a> {
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+impl<'a> PageMessage<'a> {
+    pub fn error(e: &'a str) -> Self {
+        Self {
+            error: Some(e),
+            notice: None,
+        }
+    }
+
+    pub fn notice(n: Option<&'a str>) -> Self {
+        Self {
+            error: None,
+            notice: n,
+        }
+    }
 }
 
 pub(crate) fn text_error_status(e: TextError) -> StatusCode {
@@ -312,7 +367,7 @@ async fn post_message(
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     match send(ctx, &session, id, form.text("message"), form.text("timer")).await? {
-        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&id)))),
+        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}?sent=1", b64url(&id)))),
         SendOutcome::Refused(e) => {
             let message = e.to_string();
             render_page(
@@ -321,7 +376,7 @@ async fn post_message(
                 id,
                 None,
                 text_error_status(e),
-                Some(&message),
+                PageMessage::error(&message),
             )
             .await
         }
@@ -342,7 +397,7 @@ async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
     )
     .await?
     {
-        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}", b64url(&conversation)))),
+        SendOutcome::Sent(..) => Ok(redirect(&format!("/chat/{}?sent=1", b64url(&conversation)))),
         SendOutcome::Refused(e) => {
             let message = e.to_string();
             render_page(
@@ -351,11 +406,66 @@ async fn send_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bod
                 conversation,
                 None,
                 text_error_status(e),
-                Some(&message),
+                PageMessage::error(&message),
             )
             .await
         }
     }
+}
+
+/// The message a delete form names: its sequence number (`seq`) and id (`message`,
+/// base64url). Anything malformed names nothing: "not found".
+fn message_fields(form: &crate::web::request::Form) -> Result<(u64, Id), AppError> {
+    let seq = form.text("seq").trim();
+    let seq = if seq.is_empty() || seq.len() > 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        None
+    } else {
+        seq.parse::<u64>().ok()
+    };
+    let id = b64url_decode_exact::<16>(form.text("message").trim());
+    match (seq, id) {
+        (Some(seq), Some(id)) => Ok((seq, id)),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// `POST /chat/<id>/delete` and `POST /chat/group/<id>/delete` (`csrf`, `seq`,
+/// `message`): the sender deletes their message for everyone, as its self-destruct
+/// deadline would (the row, its deadline and delivery marks, in one durable
+/// transaction); open live streams hide it. Anything but one's own message in one's own
+/// conversation (of one's current membership, in a group) is "not found", and nothing
+/// changes.
+pub(crate) async fn delete_message(
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+    kind: Kind,
+    id: Id,
+) -> Result<Response<Body>, AppError> {
+    let form = ctx.form(req).await?;
+    let session = ctx.check_member_form(&form)?;
+    let (seq, message) = message_fields(&form)?;
+    let me = session.user_id;
+    let members = ctx
+        .state
+        .store
+        .run(move |s| match kind {
+            Kind::Direct => super::delete::delete_own(s, &id, &me, seq, &message),
+            Kind::Group => crate::groups::delete_own(s, &id, &me, seq, &message),
+        })
+        .await?
+        .ok_or(AppError::NotFound)?;
+    ctx.state.hub.publish(
+        &members,
+        Event::Expired {
+            conversation: id,
+            seq,
+        },
+    );
+    tracing::info!("message deleted by its sender");
+    Ok(redirect(&format!(
+        "{}?deleted=1",
+        super::thread::page_path(kind, &id)
+    )))
 }
 
 /// The accepted connection between the session's member and member `receiver_id`

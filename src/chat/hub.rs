@@ -47,7 +47,7 @@ pub enum Event {
     /// A conversation ended for the members told (connection removed or blocked; removed
     /// from a group, or the group deleted).
     Closed { conversation: Id },
-    /// A message was deleted at its self-destruct deadline.
+    /// A message was deleted: at its self-destruct deadline, or by its sender.
     Expired { conversation: Id, seq: u64 },
     /// A group's membership changed (a new key epoch began).
     Membership { conversation: Id },

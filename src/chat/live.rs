@@ -10,11 +10,15 @@
 //! browser loads the same address again — which starts again from `<seq>`, so nothing
 //! already shown disappears.
 //!
+//! A group's stream shows its events (joins, departures, roles) between the messages, in
+//! the order of their numbers, and the member's own messages carry the form that deletes
+//! them (answering into the whole page, `target="_top"`).
+//!
 //! Self-destructing messages carry classes that hide them at their deadline by a CSS
-//! animation (see `views::expiry_classes`); when the sweeper deletes one, the stream also
-//! appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`, a stylesheet from our
-//! own origin (allowed by `style-src 'self'`) whose one rule hides `#m<seq>` — removal of
-//! an element that was already sent, without JavaScript.
+//! animation (see `views::expiry_classes`); when the sweeper deletes one (or its sender
+//! does), the stream also appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`,
+//! a stylesheet from our own origin (allowed by `style-src 'self'`) whose one rule hides
+//! `#m<seq>` — removal of an element that was already sent, without JavaScript.
 //!
 //! One task per stream writes into a small bounded channel that the response body reads.
 //! The task ends when the client goes away (the body is dropped), when the session ends
@@ -45,6 +49,8 @@ use super::thread::{Kind, Thread};
 use super::views;
 use super::{CATCH_UP_LIMIT, Shown, Verification};
 use crate::app::AppState;
+use crate::groups::events::EventShown;
+use crate::groups::timeline::{self, Item, merge};
 use crate::store::Id;
 use crate::web::Ctx;
 use crate::web::error::AppError;
@@ -171,6 +177,11 @@ async fn start(
             .run(move |s| c.since(s, after, CATCH_UP_LIMIT))
             .await?
     };
+    let events = {
+        let c = Arc::clone(&conv);
+        state.store.run(move |s| c.events_after(s, after)).await?
+    };
+    let csrf = session.csrf().to_owned();
     let mut first = views::live_head();
     if skipped {
         first.push_str(
@@ -181,9 +192,9 @@ async fn start(
             .into_string(),
         );
     }
-    let last = push_messages(&mut first, &initial, &conv, now).unwrap_or(after);
-    if last > after {
-        mark_delivered(&state, me, conversation, last).await;
+    let last = push_items(&mut first, &initial, &events, &conv, now, &csrf).unwrap_or(after);
+    if let Some(m) = initial.last() {
+        mark_delivered(&state, me, conversation, m.seq).await;
     }
     let (tx, rx) = mpsc::channel(CHUNKS_BUFFERED);
     // The channel is new and empty: the first chunk always fits.
@@ -200,6 +211,7 @@ async fn start(
         tx,
         last,
         peer_online,
+        csrf,
     };
     tokio::spawn(task.run());
     let mut response = Response::new(ChannelBody(rx).boxed());
@@ -207,17 +219,31 @@ async fn start(
     Ok(response)
 }
 
-/// Append messages to `out`; the sequence number of the last one.
-fn push_messages(
+/// Append messages and a group's events to `out` in the order of their numbers, the
+/// reader's own messages with the form that deletes them; the number of the last one.
+fn push_items(
     out: &mut String,
     messages: &[Shown],
+    events: &[EventShown],
     thread: &Thread,
     now: crate::clock::UnixTime,
+    csrf: &str,
 ) -> Option<u64> {
-    for m in messages {
-        out.push_str(&views::message(m, thread.sender_name(m), now).into_string());
+    let delete_action = format!("{}/delete", thread.page_path());
+    let actions = views::MessageActions {
+        delete_action: &delete_action,
+        csrf,
+        in_frame: true,
+    };
+    let items = merge(messages, events);
+    for item in &items {
+        let markup = match item {
+            Item::Message(m) => views::message(m, thread.sender_name(m), now, Some(&actions)),
+            Item::Event(e) => timeline::event(e, &thread.me()),
+        };
+        out.push_str(&markup.into_string());
     }
-    messages.last().map(|m| m.seq)
+    items.last().map(Item::seq)
 }
 
 async fn mark_delivered(state: &AppState, me: Id, conversation: Id, upto: u64) {
@@ -258,9 +284,11 @@ struct Live {
     conv: Arc<Thread>,
     sub: Subscription,
     tx: mpsc::Sender<Bytes>,
-    /// Sequence number of the last message written.
+    /// Sequence number of the last message or event written.
     last: u64,
     peer_online: bool,
+    /// The session's CSRF token, for the forms beside the member's own messages.
+    csrf: String,
 }
 
 impl Live {
@@ -426,14 +454,32 @@ impl Live {
             // More arrived at once than a stream shows: reload and show the latest.
             return Flow::End(Ending::Reload);
         }
+        let events = {
+            let (conv, after) = (Arc::clone(&self.conv), self.last);
+            match self
+                .state
+                .store
+                .run(move |s| conv.events_after(s, after))
+                .await
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live stream could not read group events");
+                    return Flow::End(Ending::Reload);
+                }
+            }
+        };
         let mut chunk = String::new();
         let now = self.state.clock.now();
-        let Some(last) = push_messages(&mut chunk, &messages, &self.conv, now) else {
+        let Some(last) = push_items(&mut chunk, &messages, &events, &self.conv, now, &self.csrf)
+        else {
             return Flow::Continue;
         };
         self.last = last;
         let flow = self.write(chunk).await;
-        mark_delivered(&self.state, self.conv.me(), self.conv.id(), last).await;
+        if let Some(m) = messages.last() {
+            mark_delivered(&self.state, self.conv.me(), self.conv.id(), m.seq).await;
+        }
         flow
     }
 

@@ -28,6 +28,7 @@
 //! one-to-one chats and groups alike ([`thread::Thread`]).
 //! Functions here block (redb, RSA) and are called through `Store::run`.
 
+pub mod delete;
 pub mod handlers;
 pub mod hub;
 pub mod live;

@@ -108,6 +108,18 @@ impl Thread {
         }
     }
 
+    /// A group's events after `after` (none in one-to-one chats).
+    pub fn events_after(
+        &self,
+        store: &Store,
+        after: u64,
+    ) -> Result<Vec<crate::groups::events::EventShown>, StoreError> {
+        match self {
+            Thread::Direct(_) => Ok(Vec::new()),
+            Thread::Group(g) => g.events(store, after.saturating_add(1), u64::MAX),
+        }
+    }
+
     /// Messages before `before` (see `Conversation::history`).
     pub fn history(
         &self,

@@ -90,10 +90,41 @@ fn timer_label(secs: i64) -> &'static str {
         .map_or("a timer", |(_, l)| l)
 }
 
+/// What a reader may do to their own messages: the conversation's delete form.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageActions<'a> {
+    /// `/chat/<id>/delete` or `/chat/group/<id>/delete`.
+    pub delete_action: &'a str,
+    pub csrf: &'a str,
+    /// Shown inside the live frame: the form's answer replaces the whole page.
+    pub in_frame: bool,
+}
+
+/// The small form beside one of the reader's own messages that deletes it for everyone.
+fn delete_form(m: &Shown, a: &MessageActions<'_>) -> Markup {
+    html! {
+        form.inline.delete method="post" action=(a.delete_action)
+            target=[a.in_frame.then_some("_top")] {
+            input type="hidden" name="csrf" value=(a.csrf);
+            input type="hidden" name="seq" value=(m.seq);
+            input type="hidden" name="message" value=(b64url(&m.id));
+            button.link type="submit" aria-describedby=(format!("m{}-time", m.seq)) {
+                "Delete for everyone"
+            }
+        }
+    }
+}
+
 /// One message, as the chat page and the live stream show it. `sender_name` is shown for
 /// messages of others; a self-destructing message carries the classes that hide it at its
-/// deadline (see [`expiry_classes`]).
-pub fn message(m: &Shown, sender_name: &str, now: UnixTime) -> Markup {
+/// deadline (see [`expiry_classes`]); the reader's own messages carry the form that
+/// deletes them when `actions` is given.
+pub fn message(
+    m: &Shown,
+    sender_name: &str,
+    now: UnixTime,
+    actions: Option<&MessageActions<'_>>,
+) -> Markup {
     let mut class = String::from("msg");
     if m.mine {
         class.push_str(" mine");
@@ -107,7 +138,7 @@ pub fn message(m: &Shown, sender_name: &str, now: UnixTime) -> Markup {
             header {
                 strong.sender { @if m.mine { "You" } @else { (sender_name) } }
                 " "
-                time { (utc_minute(m.sent_at)) }
+                time id=(format!("m{}-time", m.seq)) { (utc_minute(m.sent_at)) }
                 " "
                 (status(m.status))
                 @if let Some(deadline) = m.expires_at {
@@ -115,6 +146,9 @@ pub fn message(m: &Shown, sender_name: &str, now: UnixTime) -> Markup {
                     span.timer title="This message self-destructs." {
                         "⏱ disappears " (utc_minute(deadline))
                     }
+                }
+                @if let Some(a) = actions.filter(|_| m.mine) {
+                    " " (delete_form(m, a))
                 }
             }
             @if let Some(text) = &m.text {
@@ -167,6 +201,8 @@ pub struct ChatPage<'a> {
     /// `Some(after)` on the latest page: the live stream shows what comes after `after`.
     pub live_after: Option<u64>,
     pub error: Option<&'a str>,
+    /// What the form before this page did (post–redirect–get).
+    pub notice: Option<&'a str>,
     pub max_bytes: usize,
     pub now: UnixTime,
 }
@@ -177,10 +213,17 @@ crate::connections::debug_without_names!(ChatPage<'_>, OnlineEntry);
 pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
     let id = b64url(&p.conversation);
     let title = format!("Chat with {}", p.peer_name);
+    let delete_action = format!("/chat/{id}/delete");
+    let actions = MessageActions {
+        delete_action: &delete_action,
+        csrf: &ctx.csrf,
+        in_frame: false,
+    };
     page(
         ctx,
         &title,
         html! {
+            @if let Some(n) = p.notice { p.notice role="status" { (n) } }
             p.status {
                 (p.peer_name) " is " (presence_badge(p.peer_online))
                 " · " a href="/connections" { "All connections" }
@@ -220,7 +263,7 @@ pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
                     p.muted { "No messages yet." }
                 }
                 @for m in p.messages.iter().rev() {
-                    (message(m, p.peer_name, p.now))
+                    (message(m, p.peer_name, p.now, Some(&actions)))
                 }
                 @if let Some(before) = p.older {
                     p { a href=(format!("/chat/{id}?before={before}")) { "Older messages" } }
@@ -363,7 +406,7 @@ mod tests {
             text: Some("<script>alert(1)</script> & \"' \u{202e}".into()),
             status: Verification::Verified,
         };
-        let out = message(&m, "<b>peer</b>", 0).into_string();
+        let out = message(&m, "<b>peer</b>", 0, None).into_string();
         assert!(!out.contains("<script>"));
         assert!(out.contains("&lt;script&gt;"));
         assert!(!out.contains("<b>peer"));
@@ -392,8 +435,26 @@ mod tests {
             text: Some("x".into()),
             status: Verification::Verified,
         };
-        let out = message(&m, "p", 100).into_string();
+        let out = message(&m, "p", 100, None).into_string();
         assert!(out.contains("class=\"msg mine exp xm-5\""), "{out}");
+        assert!(!out.contains("<form"), "no actions: no form");
+        let actions = MessageActions {
+            delete_action: "/chat/x/delete",
+            csrf: "tok",
+            in_frame: true,
+        };
+        let out = message(&m, "p", 100, Some(&actions)).into_string();
+        assert!(
+            out.contains("action=\"/chat/x/delete\" target=\"_top\""),
+            "{out}"
+        );
+        assert!(out.contains("name=\"seq\" value=\"4\""), "{out}");
+        let theirs = Shown { mine: false, ..m };
+        let out = message(&theirs, "p", 100, Some(&actions)).into_string();
+        assert!(
+            !out.contains("<form"),
+            "only one's own messages can be deleted"
+        );
         assert_eq!(expired_css(4), "#m4{display:none!important}\n");
     }
 

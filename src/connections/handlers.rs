@@ -254,7 +254,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
     match accepted {
         Some(_) => {
             tracing::info!("connection accepted");
-            Ok(redirect(&format!("/chat/{}", b64url(&id))))
+            Ok(redirect(&format!("/chat/{}?connected=1", b64url(&id))))
         }
         None => Err(AppError::NotFound),
     }

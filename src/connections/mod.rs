@@ -16,6 +16,9 @@
 pub mod handlers;
 pub mod keys;
 pub mod views;
+mod waiting;
+
+pub use waiting::requests_received_in;
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};

@@ -341,6 +341,7 @@ mod tests {
             banner: false,
             user: Some("alice".into()),
             csrf: "t".into(),
+            nav: crate::web::layout::Nav::default(),
         };
         let row = SharedRow {
             url_id: "x".into(),

@@ -1,14 +1,16 @@
 //! Group handlers. Route names kept from GhostCache: `POST /chat/create`,
 //! `POST /chat/invite`, `POST /chat/leave`; besides them `GET /chat/groups` (list and
 //! invitations), `POST /chat/accept` and `POST /chat/decline` (the invitee),
-//! `POST /chat/remove` (the creator: a member or a pending invitation), and
-//! `GET/POST /chat/group/<id>` (the page and its send form) with its live stream
-//! `GET /chat/group/<id>/live?after=<seq>`.
+//! `POST /chat/remove` (a member, or a pending invitation), and `GET/POST
+//! /chat/group/<id>` (the page and its send form) with its live stream
+//! `GET /chat/group/<id>/live?after=<seq>`. Roles, settings and deleting a message are in
+//! [`super::manage`].
 //!
 //! Every form carries the CSRF token (checked first: 403 and nothing changes) and names
 //! the group in a `group` field. Anything about a group answers the not-found page to
 //! someone who is not a current member (for accept and decline: not a current invitee),
-//! whatever else the request says.
+//! whatever else the request says, and so does an action to a member without the right
+//! to it. Every change answers with a redirect to a page that says what happened.
 
 use std::collections::HashSet;
 
@@ -16,9 +18,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use super::manage::{self, Manage};
 use super::views::{self, GroupPage};
 use super::{InviteError, NameError, RemoveError, Removed, clean_name};
-use crate::chat::handlers::{text_error_status, timer_field};
+use crate::chat::handlers::{PageMessage, text_error_status, timer_field};
 use crate::chat::hub::Event;
 use crate::chat::live::{self, CHAT_PAGE_CSP};
 use crate::chat::thread::Kind;
@@ -49,10 +52,14 @@ pub enum GroupRoute {
     Leave,
     /// `POST /chat/remove`
     Remove,
+    /// `POST /chat/promote`, `/chat/demote`, `/chat/handover`, `/chat/group-settings`
+    Manage(Manage),
     /// `GET/POST /chat/group/<id>`
     Page(Id),
     /// `GET /chat/group/<id>/live?after=<seq>`
     Live(Id),
+    /// `POST /chat/group/<id>/delete` (`seq`, `message`)
+    Delete(Id),
 }
 
 impl GroupRoute {
@@ -66,8 +73,13 @@ impl GroupRoute {
             ["chat", "decline"] => Self::Decline,
             ["chat", "leave"] => Self::Leave,
             ["chat", "remove"] => Self::Remove,
+            ["chat", "promote"] => Self::Manage(Manage::Promote),
+            ["chat", "demote"] => Self::Manage(Manage::Demote),
+            ["chat", "handover"] => Self::Manage(Manage::HandOver),
+            ["chat", "group-settings"] => Self::Manage(Manage::Settings),
             ["chat", "group", id] => Self::Page(b64url_decode_exact(id)?),
             ["chat", "group", id, "live"] => Self::Live(b64url_decode_exact(id)?),
+            ["chat", "group", id, "delete"] => Self::Delete(b64url_decode_exact(id)?),
             _ => return None,
         })
     }
@@ -84,7 +96,9 @@ impl GroupRoute {
             | Self::Accept
             | Self::Decline
             | Self::Leave
-            | Self::Remove => POST,
+            | Self::Remove
+            | Self::Manage(_)
+            | Self::Delete(_) => POST,
         }
     }
 }
@@ -104,6 +118,10 @@ pub async fn dispatch(
         GroupRoute::Decline => decline(ctx, req).await,
         GroupRoute::Leave => leave(ctx, req).await,
         GroupRoute::Remove => remove(ctx, req).await,
+        GroupRoute::Manage(what) => manage::change(ctx, req, what).await,
+        GroupRoute::Delete(id) => {
+            crate::chat::handlers::delete_message(ctx, req, Kind::Group, id).await
+        }
         GroupRoute::Page(id) if post => post_message(ctx, req, id).await,
         GroupRoute::Page(id) => page(ctx, req, id).await,
         GroupRoute::Live(id) => {
@@ -122,11 +140,11 @@ pub async fn dispatch(
 }
 
 /// The group named by a form's `group` field; a malformed id is "not found".
-fn group_field(form: &Form) -> Result<Id, AppError> {
+pub(super) fn group_field(form: &Form) -> Result<Id, AppError> {
     b64url_decode_exact::<16>(form.text("group").trim()).ok_or(AppError::NotFound)
 }
 
-fn group_path(id: &Id) -> String {
+pub(super) fn group_path(id: &Id) -> String {
     format!("/chat/group/{}", b64url(id))
 }
 
@@ -163,6 +181,10 @@ async fn list(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
         Some("You left the group.")
     } else if q.get("declined").is_some() {
         Some("Invitation declined.")
+    } else if q.get("deleted").is_some() {
+        Some(
+            "You left the group. You were its last member, so it is deleted with all its messages.",
+        )
     } else {
         None
     };
@@ -197,21 +219,22 @@ async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
         .run(move |s| super::create(s, &me, &data_key, &name, &signing, now))
         .await?;
     tracing::info!("group created");
-    Ok(redirect(&group_path(&id)))
+    Ok(redirect(&format!("{}?created=1", group_path(&id))))
 }
 
 // ---------------------------------------------------------------------------------------
 // The group page
 
 /// Render the page of group `id` for the session's member (`NotFound` unless a current
-/// member).
-async fn render_page(
+/// member). `notice` says what the form before did; `notice_for`, an invitee, adds
+/// whether they can join now.
+pub(super) async fn render_page(
     ctx: &mut Ctx,
     session: &Session,
     id: Id,
     before: Option<u64>,
     status: StatusCode,
-    error: Option<&str>,
+    message: PageMessage<'_>,
     notice_for: Option<Id>,
 ) -> Result<Response<Body>, AppError> {
     let me = session.user_id;
@@ -229,9 +252,17 @@ async fn render_page(
             {
                 crate::chat::mark_delivered(s, &me, &id, last.seq)?;
             }
+            // The events among these messages: back to the oldest one shown when older
+            // messages exist, else back to the start of this membership.
+            let from = match (more, messages.first()) {
+                (true, Some(first)) => first.seq,
+                _ => 0,
+            };
+            let to = before.map_or(u64::MAX, |b| b.saturating_sub(1));
+            let events = view.events(s, from, to)?;
             let connections = crate::connections::connected_ids(s, &me)?;
             let mut invitable = Vec::new();
-            if view.i_am_creator() {
+            if view.i_may_invite() {
                 let inside: HashSet<Id> = view
                     .members
                     .iter()
@@ -246,12 +277,14 @@ async fn render_page(
                     .map(|e| e.username)
                     .collect();
             }
-            Ok(Some((view, messages, more, connections, invitable)))
+            Ok(Some((view, messages, events, more, connections, invitable)))
         })
         .await?;
-    let Some((view, messages, more, connections, invitable)) = loaded else {
+    let Some((view, messages, events, more, connections, invitable)) = loaded else {
         return Err(AppError::NotFound);
     };
+    // Reading may have marked messages delivered: the navigation counts again.
+    ctx.load_nav().await;
     let now = ctx.now;
     let connected: HashSet<Id> = connections.iter().map(|(_, other)| *other).collect();
     let members: Vec<_> = view
@@ -265,7 +298,7 @@ async fn render_page(
         })
         .collect();
     // The notice after an invitation: whether the invitee can accept now.
-    let notice = notice_for.and_then(|invitee| {
+    let invite_notice = notice_for.and_then(|invitee| {
         let name = view
             .pending
             .iter()
@@ -288,6 +321,7 @@ async fn render_page(
             messages
                 .last()
                 .map_or(0, |m| m.seq)
+                .max(events.last().map_or(0, |e| e.seq))
                 .max(view.first_seq.saturating_sub(1)),
         ),
         Some(_) => None,
@@ -305,17 +339,18 @@ async fn render_page(
             id,
             name: &view.name,
             me,
-            i_am_creator: view.i_am_creator(),
+            roles: &view.roles,
             epoch: view.epoch,
             my_scheme: view.my_scheme(),
             members: &members,
             pending: &view.pending,
             invitable: &invitable,
             messages: &messages,
+            events: &events,
             older,
             live_after,
-            error,
-            notice: notice.as_deref(),
+            error: message.error,
+            notice: invite_notice.as_deref().or(message.notice),
             max_bytes: ctx.state.config.chat.max_message_bytes,
             now,
             sender_name: &sender_name,
@@ -343,7 +378,17 @@ async fn page(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Response<
         None => None,
         Some(i) => Some(b64url_decode_exact::<16>(i).ok_or_else(bad)?),
     };
-    render_page(ctx, &session, id, before, StatusCode::OK, None, invited).await
+    let notice = crate::chat::handlers::chat_notice(&q).or_else(|| manage::notice(&q));
+    render_page(
+        ctx,
+        &session,
+        id,
+        before,
+        StatusCode::OK,
+        PageMessage::notice(notice),
+        invited,
+    )
+    .await
 }
 
 /// `POST /chat/group/<id>` (`csrf`, `message`, `timer`): send; back to the page.
@@ -381,7 +426,7 @@ async fn post_message(
                 id,
                 None,
                 text_error_status(e),
-                Some(&message),
+                PageMessage::error(&message),
                 None,
             )
             .await;
@@ -402,7 +447,7 @@ async fn post_message(
             seq: sent.seq,
         },
     );
-    Ok(redirect(&group_path(&id)))
+    Ok(redirect(&format!("{}?sent=1", group_path(&id))))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -410,7 +455,6 @@ async fn post_message(
 
 fn invite_error_status(e: InviteError) -> StatusCode {
     match e {
-        InviteError::NotCreator => StatusCode::FORBIDDEN,
         InviteError::NotConnected => StatusCode::BAD_REQUEST,
         InviteError::AlreadyMember | InviteError::AlreadyInvited | InviteError::Full(_) => {
             StatusCode::CONFLICT
@@ -418,23 +462,25 @@ fn invite_error_status(e: InviteError) -> StatusCode {
     }
 }
 
-/// `POST /chat/invite` (`csrf`, `group`, `username`): the creator invites a connection.
-/// The page then says whether the invitee is online (they can join now) or offline (the
-/// invitation waits for them).
+/// `POST /chat/invite` (`csrf`, `group`, `username`): the creator or an admin (or any
+/// member, if the group allows it) invites one of their connections. The page then says
+/// whether the invitee is online (they can join now) or offline (the invitation waits
+/// for them). Anyone else gets the not-found page.
 async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
-    if !ctx
+    let may_invite = ctx
         .state
         .store
-        .run(move |s| super::is_member(s, &group, &me))
+        .run(move |s| super::roles_for(s, &group, &me))
         .await?
-    {
+        .is_some_and(|r| r.may_invite(&me));
+    if !may_invite {
         return Err(AppError::NotFound);
     }
-    if !ctx.state.limits.connect_allowed(&me) {
+    if !ctx.state.limits.group_invite_allowed(&me) {
         return Err(AppError::TooManyRequests);
     }
     let username = form.text("username").trim().to_owned();
@@ -450,6 +496,7 @@ async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
     match outcome {
         Ok(invited) => {
             tracing::info!("group invitation sent");
+            manage::publish_change(ctx, group).await;
             Ok(redirect(&format!(
                 "{}?invited={}",
                 group_path(&group),
@@ -464,7 +511,7 @@ async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
                 group,
                 None,
                 invite_error_status(e),
-                Some(&message),
+                PageMessage::error(&message),
                 None,
             )
             .await
@@ -503,7 +550,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
         },
     );
     tracing::info!("group joined");
-    Ok(redirect(&group_path(&group)))
+    Ok(redirect(&format!("{}?joined=1", group_path(&group))))
 }
 
 /// `POST /chat/decline` (`csrf`, `group`): the invitee declines.
@@ -547,38 +594,45 @@ async fn leave(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, 
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
+    let now = ctx.now;
     let departure = ctx
         .state
         .store
-        .run(move |s| super::leave(s, &group, &me))
+        .run(move |s| super::leave(s, &group, &me, now))
         .await?
         .ok_or(AppError::NotFound)?;
     publish_departure(ctx, group, me, &departure.remaining);
     tracing::info!(group_deleted = departure.group_deleted, "left a group");
-    Ok(redirect("/chat/groups?left=1"))
+    if departure.group_deleted {
+        Ok(redirect("/chat/groups?deleted=1"))
+    } else {
+        Ok(redirect("/chat/groups?left=1"))
+    }
 }
 
 fn remove_error_status(e: RemoveError) -> StatusCode {
     match e {
-        RemoveError::NotCreator => StatusCode::FORBIDDEN,
         RemoveError::Yourself => StatusCode::BAD_REQUEST,
         RemoveError::NotThere => StatusCode::NOT_FOUND,
     }
 }
 
-/// `POST /chat/remove` (`csrf`, `group`, `member`): the creator removes a member or
-/// withdraws an invitation.
+/// `POST /chat/remove` (`csrf`, `group`, `member`): the creator or an admin removes a
+/// member (an admin: plain members only), or withdraws an invitation (also whoever made
+/// it). Anyone without the right gets the not-found page, and nothing changes.
 async fn remove(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let group = group_field(&form)?;
     let me = session.user_id;
     let target = b64url_decode_exact::<16>(form.text("member").trim());
+    let data_key = session.data_key.clone();
+    let now = ctx.now;
     let outcome = ctx
         .state
         .store
         .run(move |s| match target {
-            Some(t) => super::remove(s, &group, &me, &t),
+            Some(t) => super::remove(s, &group, &me, &data_key, &t, now),
             // A malformed member id: not found, once we know the caller may ask at all.
             None => Ok(super::is_member(s, &group, &me)?.then_some(Err(RemoveError::NotThere))),
         })
@@ -588,9 +642,12 @@ async fn remove(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
         Ok(Removed::Member { removed, departure }) => {
             publish_departure(ctx, group, removed, &departure.remaining);
             tracing::info!("removed a group member");
-            Ok(redirect(&group_path(&group)))
+            Ok(redirect(&format!("{}?removed=1", group_path(&group))))
         }
-        Ok(Removed::Invitation(_)) => Ok(redirect(&group_path(&group))),
+        Ok(Removed::Invitation(_)) => {
+            manage::publish_change(ctx, group).await;
+            Ok(redirect(&format!("{}?withdrawn=1", group_path(&group))))
+        }
         Err(e) => {
             let message = e.to_string();
             render_page(
@@ -599,7 +656,7 @@ async fn remove(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
                 group,
                 None,
                 remove_error_status(e),
-                Some(&message),
+                PageMessage::error(&message),
                 None,
             )
             .await

@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::events::{self, EventKind};
 use super::*;
 
 /// Create a group named `name` (checked by [`clean_name`]) with `creator` as its only
@@ -25,6 +26,8 @@ pub fn create(
         epoch: 0,
         name_sealed: name_key.seal(name.as_bytes()).map_err(crypto)?,
         created_day: day(now),
+        admins: Vec::new(),
+        members_invite: false,
     };
     let membership = MembershipRecord {
         state: MemberState::Active {
@@ -36,12 +39,20 @@ pub fn create(
     };
     let txn = store.write()?;
     {
-        new_epoch_in(
+        let (epoch, key) = new_epoch_in(
             &txn,
             &id,
             &mut record,
             &[*creator],
             Some((creator, data_key)),
+        )?;
+        events::append_in(
+            &txn,
+            &id,
+            epoch,
+            &key,
+            Some(now),
+            EventKind::Created { by: *creator },
         )?;
         txn.open_table(GROUPS)?
             .insert(&id, record.encode()?.as_slice())?;
@@ -56,11 +67,9 @@ pub fn create(
     Ok(id)
 }
 
-/// Why an invitation was refused. Shown to the creator.
+/// Why an invitation was refused. Shown to the member who invited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InviteError {
-    #[error("Only the group's creator can invite.")]
-    NotCreator,
     /// Also the answer for a name nobody has, or someone who denied or blocked you.
     #[error(
         "None of your connections has that name. You can invite only members you are connected with."
@@ -80,8 +89,9 @@ pub struct Invited {
     pub invitee: Id,
 }
 
-/// `inviter` (the creator) invites the member named `username`, who must be one of their
-/// connections. `None` when `inviter` is not a current member of `group`.
+/// `inviter` invites the member named `username`, who must be one of their connections.
+/// `None` when `inviter` is not a current member of `group`, or may not invite (see
+/// [`roles`]): nothing changes then.
 pub fn invite(
     store: &Store,
     group: &Id,
@@ -91,14 +101,8 @@ pub fn invite(
     max_members: usize,
     now: UnixTime,
 ) -> Result<Option<Result<Invited, InviteError>>, StoreError> {
-    let Some(record) = load::<GroupRecord>(&store.read()?.open_table(GROUPS)?, group)? else {
+    if !roles::roles_for(store, group, inviter)?.is_some_and(|r| r.may_invite(inviter)) {
         return Ok(None);
-    };
-    if !is_member(store, group, inviter)? {
-        return Ok(None);
-    }
-    if &record.creator != inviter {
-        return Ok(Some(Err(InviteError::NotCreator)));
     }
     let Ok(name) = crate::accounts::Username::parse(username) else {
         return Ok(Some(Err(InviteError::NotConnected)));
@@ -131,43 +135,58 @@ pub fn invite(
     let invite = InviteRecord {
         inviter: *inviter,
         day: day(now),
-        name_key: hybrid::seal_to(&delivery, secrets.name_key.expose()).map_err(crypto)?,
+        name_key: Sealed::ToDelivery(
+            hybrid::seal_to(&delivery, secrets.name_key.expose()).map_err(crypto)?,
+        ),
     };
-    let txn = store.write()?;
-    let outcome = {
-        let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
-        let pending = invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)?;
-        let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, group)?;
-        if current.is_none_or(|g| &g.creator != inviter)
-            || members
-                .get(inviter)
-                .is_none_or(|r| r.joined_epoch().is_none())
-        {
-            return Ok(None);
-        }
-        if members
-            .get(&invitee)
-            .is_some_and(|r| r.joined_epoch().is_some())
-        {
-            Err(InviteError::AlreadyMember)
-        } else if pending.contains(&invitee) {
-            Err(InviteError::AlreadyInvited)
-        } else if active(&members).len() + pending.len() >= max_members {
-            Err(InviteError::Full(max_members))
-        } else {
+    let encoded = invite.encode()?;
+    let outcome = with_current_key(
+        store,
+        group,
+        inviter,
+        data_key,
+        |txn, record, epoch, key| {
+            let may = member_role_in(txn, group, record, inviter)?.is_some()
+                && record.roles().may_invite(inviter);
+            if !may {
+                return Ok(Change::Abort(None));
+            }
+            let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+            let pending = invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)?;
+            let refused = if members
+                .get(&invitee)
+                .is_some_and(|r| r.joined_epoch().is_some())
+            {
+                Some(InviteError::AlreadyMember)
+            } else if pending.contains(&invitee) {
+                Some(InviteError::AlreadyInvited)
+            } else if active(&members).len() + pending.len() >= max_members {
+                Some(InviteError::Full(max_members))
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                return Ok(Change::Abort(Some(Err(e))));
+            }
             txn.open_table(GROUP_INVITES)?
-                .insert((invitee, *group), invite.encode()?.as_slice())?;
+                .insert((invitee, *group), encoded.as_slice())?;
             txn.open_table(GROUP_TO_INVITEES)?
                 .insert((*group, invitee), ())?;
-            Ok(Invited { invitee })
-        }
-    };
-    if outcome.is_ok() {
-        txn.commit()?;
-    } else {
-        txn.abort()?;
-    }
-    Ok(Some(outcome))
+            events::append_in(
+                txn,
+                group,
+                epoch,
+                key,
+                Some(now),
+                EventKind::Invited {
+                    by: *inviter,
+                    whom: invitee,
+                },
+            )?;
+            Ok(Change::Commit(Some(Ok(Invited { invitee }))))
+        },
+    )?;
+    Ok(outcome.flatten())
 }
 
 /// `member` accepts their invitation to `group`: they join with their own fresh signing
@@ -188,14 +207,14 @@ pub fn accept(
         let user: Option<UserRecord> = load(&txn.open_table(USERS)?, member)?;
         (invite, user)
     };
-    let (Some(invite), Some(user)) = (invite, user) else {
+    let (Some(invite), Some(_)) = (invite, user) else {
         return Ok(None);
     };
-    let delivery =
-        hybrid::unseal_private(&user.delivery_private_sealed, data_key).map_err(crypto)?;
-    // Sealed by this server at invitation time: not client input.
-    let name_key_bytes = hybrid::open_with(&delivery, &invite.name_key).map_err(crypto)?;
-    let name_key = SecretKey::from_slice(&name_key_bytes).map_err(crypto)?;
+    let name_key = overview::open_name_key(
+        &invite.name_key,
+        data_key,
+        &mut overview::LazyDelivery::new(store, member, data_key),
+    )?;
     let secrets = MemberSecrets::new(name_key, signing)
         .and_then(|s| s.seal_under(data_key))
         .map_err(crypto)?;
@@ -218,11 +237,17 @@ pub fn accept(
         };
         let mut members = active(&memberships(&txn.open_table(GROUP_MEMBERS)?, group)?);
         members.push(*member);
-        let epoch = new_epoch_in(&txn, group, &mut record, &members, Some((member, data_key)))?;
-        let first_seq = txn
-            .open_table(CONVERSATION_TO_LAST_SEQ)?
-            .get(group)?
-            .map_or(1, |g| g.value().saturating_add(1));
+        let (epoch, key) =
+            new_epoch_in(&txn, group, &mut record, &members, Some((member, data_key)))?;
+        // Their membership begins with the event of their joining.
+        let first_seq = events::append_in(
+            &txn,
+            group,
+            epoch,
+            &key,
+            Some(now),
+            EventKind::Joined { whom: *member },
+        )?;
         let membership = MembershipRecord {
             state: MemberState::Active {
                 joined_epoch: epoch,
@@ -259,7 +284,12 @@ pub fn decline(store: &Store, group: &Id, member: &Id) -> Result<bool, StoreErro
 }
 
 /// `member` leaves `group`. `None` when they are not a current member.
-pub fn leave(store: &Store, group: &Id, member: &Id) -> Result<Option<Departure>, StoreError> {
+pub fn leave(
+    store: &Store,
+    group: &Id,
+    member: &Id,
+    now: UnixTime,
+) -> Result<Option<Departure>, StoreError> {
     let txn = store.write()?;
     let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
     if members
@@ -268,7 +298,7 @@ pub fn leave(store: &Store, group: &Id, member: &Id) -> Result<Option<Departure>
     {
         return Ok(None);
     }
-    let departure = depart_in(&txn, group, member, false)?;
+    let departure = depart_in(&txn, group, member, false, Departing::Left, Some(now))?;
     txn.commit()?;
     Ok(Some(departure))
 }
@@ -276,8 +306,6 @@ pub fn leave(store: &Store, group: &Id, member: &Id) -> Result<Option<Departure>
 /// Why a removal was refused. Shown to the member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RemoveError {
-    #[error("Only the group's creator can remove members.")]
-    NotCreator,
     #[error("To leave the group, use Leave.")]
     Yourself,
     #[error("That member is not in this group.")]
@@ -293,57 +321,62 @@ pub enum Removed {
     Invitation(Id),
 }
 
-/// The creator `actor` removes `target` (a member, or an invitee whose invitation is
-/// withdrawn). `None` when `actor` is not a current member of `group`.
+/// `actor` removes `target`: a member (the creator anyone, an admin plain members), or
+/// an invitee whose invitation is withdrawn (the creator, admins, or whoever invited
+/// them). `None` when `actor` is not a current member of `group` or has no right to
+/// remove `target`: nothing changes then.
 pub fn remove(
     store: &Store,
     group: &Id,
     actor: &Id,
+    data_key: &SecretKey,
     target: &Id,
+    now: UnixTime,
 ) -> Result<Option<Result<Removed, RemoveError>>, StoreError> {
-    let txn = store.write()?;
-    let outcome = {
-        let Some(record) = load::<GroupRecord>(&txn.open_table(GROUPS)?, group)? else {
-            return Ok(None);
-        };
-        let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
-        if members
-            .get(actor)
-            .is_none_or(|r| r.joined_epoch().is_none())
-        {
-            return Ok(None);
+    let outcome = with_current_key(store, group, actor, data_key, |txn, record, epoch, key| {
+        if member_role_in(txn, group, record, actor)?.is_none() {
+            return Ok(Change::Abort(None));
         }
-        if &record.creator != actor {
-            Err(RemoveError::NotCreator)
-        } else if target == actor {
-            Err(RemoveError::Yourself)
-        } else if members
-            .get(target)
-            .is_some_and(|r| r.joined_epoch().is_some())
-        {
-            let departure = depart_in(&txn, group, target, false)?;
-            Ok(Removed::Member {
+        let roles = record.roles();
+        if target == actor {
+            return Ok(Change::Abort(Some(Err(RemoveError::Yourself))));
+        }
+        if member_role_in(txn, group, record, target)?.is_some() {
+            if !roles.may_remove(actor, target) {
+                return Ok(Change::Abort(None));
+            }
+            let how = Departing::Removed { by: *actor };
+            let departure = depart_in(txn, group, target, false, how, Some(now))?;
+            return Ok(Change::Commit(Some(Ok(Removed::Member {
                 removed: *target,
                 departure,
-            })
-        } else if txn
-            .open_table(GROUP_INVITES)?
-            .remove((*target, *group))?
-            .is_some()
-        {
-            txn.open_table(GROUP_TO_INVITEES)?
-                .remove((*group, *target))?;
-            Ok(Removed::Invitation(*target))
-        } else {
-            Err(RemoveError::NotThere)
+            }))));
         }
-    };
-    if outcome.is_ok() {
-        txn.commit()?;
-    } else {
-        txn.abort()?;
-    }
-    Ok(Some(outcome))
+        let invite: Option<InviteRecord> =
+            load2(&txn.open_table(GROUP_INVITES)?, (*target, *group))?;
+        let Some(invite) = invite else {
+            return Ok(Change::Abort(Some(Err(RemoveError::NotThere))));
+        };
+        if !roles.may_withdraw(actor, &invite.inviter) {
+            return Ok(Change::Abort(None));
+        }
+        txn.open_table(GROUP_INVITES)?.remove((*target, *group))?;
+        txn.open_table(GROUP_TO_INVITEES)?
+            .remove((*group, *target))?;
+        events::append_in(
+            txn,
+            group,
+            epoch,
+            key,
+            Some(now),
+            EventKind::InvitationWithdrawn {
+                by: *actor,
+                whom: *target,
+            },
+        )?;
+        Ok(Change::Commit(Some(Ok(Removed::Invitation(*target)))))
+    })?;
+    Ok(outcome.flatten())
 }
 
 /// Account deletion: `member` leaves every group (with a new epoch for the rest), their
@@ -359,7 +392,7 @@ pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), Store
         out
     };
     for group in groups {
-        depart_in(txn, &group, member, true)?;
+        depart_in(txn, &group, member, true, Departing::Left, None)?;
         txn.open_table(MEMBER_TO_GROUPS)?.remove((*member, group))?;
     }
     let invited: Vec<Id> = {

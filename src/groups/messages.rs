@@ -95,7 +95,7 @@ pub struct MemberEntry {
     pub username: String,
     pub scheme: &'static str,
     pub fingerprint: String,
-    pub creator: bool,
+    pub role: Role,
 }
 
 /// A pending invitation as the group page shows it.
@@ -103,6 +103,8 @@ pub struct MemberEntry {
 pub struct PendingEntry {
     pub id: Id,
     pub username: String,
+    /// Who invited them (they may withdraw it).
+    pub inviter: Id,
 }
 
 /// A group opened for one of its current members: names, verifying keys, and the epoch
@@ -111,7 +113,8 @@ pub struct GroupView {
     pub id: Id,
     pub me: Id,
     pub name: String,
-    pub creator: Id,
+    /// Who holds which role, and whether members may invite.
+    pub roles: Roles,
     pub epoch: u32,
     /// The first message of the member's current membership.
     pub first_seq: u64,
@@ -167,7 +170,7 @@ pub fn open(
                 username: user.username.clone(),
                 scheme: r.verifying_key.scheme_name(),
                 fingerprint: r.verifying_key.fingerprint(),
-                creator: id == &record.creator,
+                role: record.roles().role_of(id),
             });
         }
         names.insert(*id, user.username);
@@ -175,14 +178,18 @@ pub fn open(
     }
     members.sort_by(|a, b| a.username.cmp(&b.username));
     let mut pending = Vec::new();
+    let invites = txn.open_table(GROUP_INVITES)?;
     for invitee in invitees(&txn.open_table(GROUP_TO_INVITEES)?, group)? {
-        if let Some(user) = load::<UserRecord>(&users, &invitee)? {
+        let invite: Option<InviteRecord> = load2(&invites, (invitee, *group))?;
+        if let (Some(user), Some(invite)) = (load::<UserRecord>(&users, &invitee)?, invite) {
             pending.push(PendingEntry {
                 id: invitee,
                 username: user.username,
+                inviter: invite.inviter,
             });
         }
     }
+    drop(invites);
     pending.sort_by(|a, b| a.username.cmp(&b.username));
     let secrets_row: Option<MemberSecretsRecord> =
         load2(&txn.open_table(GROUP_MEMBER_SECRETS)?, (*group, *me))?;
@@ -204,7 +211,7 @@ pub fn open(
         id: *group,
         me: *me,
         name,
-        creator: record.creator,
+        roles: record.roles(),
         epoch: record.epoch,
         first_seq,
         members,
@@ -216,9 +223,30 @@ pub fn open(
 }
 
 impl GroupView {
-    /// Whether `me` is the creator.
-    pub fn i_am_creator(&self) -> bool {
-        self.creator == self.me
+    /// My role.
+    pub fn my_role(&self) -> Role {
+        self.roles.role_of(&self.me)
+    }
+
+    /// Whether I may invite my connections.
+    pub fn i_may_invite(&self) -> bool {
+        self.roles.may_invite(&self.me)
+    }
+
+    /// The events of my membership numbered `from..=to`, oldest first.
+    pub fn events(
+        &self,
+        store: &Store,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<events::EventShown>, StoreError> {
+        events::read(
+            store,
+            &self.id,
+            from.max(self.first_seq),
+            to,
+            &self.epoch_keys,
+        )
     }
 
     /// The name of a (current or former) member.
@@ -318,5 +346,36 @@ impl GroupView {
             return Ok(None);
         };
         Ok(Some(self.show(seq, &MessageRecord::decode(v.value())?)))
+    }
+}
+
+/// `sender` deletes their message `seq` (whose id is `id`) of `group`, where they are a
+/// current member and can read it (it is of their current membership). Returns the
+/// current members (to tell their open streams), or `None` when there is no such message
+/// of theirs there: nothing changes then.
+pub fn delete_own(
+    store: &Store,
+    group: &Id,
+    sender: &Id,
+    seq: u64,
+    id: &Id,
+) -> Result<Option<Vec<Id>>, StoreError> {
+    let txn = store.write()?;
+    let members = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+    let readable = matches!(
+        members.get(sender).map(|r| &r.state),
+        Some(MemberState::Active { first_seq, .. }) if *first_seq <= seq
+    );
+    let current = active(&members);
+    if readable
+        && chat::delete::remove_message_in(&txn, group, seq, &current, |r| {
+            chat::delete::sent_by(r, sender, id)
+        })?
+    {
+        txn.commit()?;
+        Ok(Some(current))
+    } else {
+        txn.abort()?;
+        Ok(None)
     }
 }

@@ -1,20 +1,25 @@
-//! Group chats: create, invite, accept or decline, leave, remove, send and read.
+//! Group chats: create, invite, accept or decline, leave, remove, roles, send and read.
 //!
 //! Rules:
-//! - A member creates a group and becomes its *creator*: the one member who invites and
-//!   removes. When the creator leaves (or their account is deleted), the longest-standing
-//!   remaining member becomes the creator; when the last member leaves, the group is
-//!   deleted with all its messages and keys.
-//! - The creator invites members they are connected with (accepted connections only).
-//!   An invitation waits until the invitee accepts or declines it, or the creator cancels
-//!   it — whether or not the invitee is online; the creator is told when they are not.
-//!   An invitee is not a member: they see the group's name (sealed to them) and who
-//!   invited them, nothing else.
+//! - A member creates a group and becomes its *creator*. The creator makes members
+//!   admins and demotes them, hands the group over, and decides whether every member may
+//!   invite; the creator and admins invite and remove members (see [`roles`]). When the
+//!   creator leaves (or their account is deleted), the longest-standing admin, else the
+//!   longest-standing member, becomes the creator; when the last member leaves, the group
+//!   is deleted with all its messages, events and keys.
+//! - Members are invited from the inviter's own connections (accepted connections only).
+//!   An invitation waits until the invitee accepts or declines it, or it is withdrawn —
+//!   whether or not the invitee is online; the inviter is told when they are not. An
+//!   invitee is not a member: they see the group's name (sealed to them) and who invited
+//!   them, nothing else.
 //! - Joining (accepting), leaving, removal and account deletion each start a new key epoch
 //!   (see [`keys`]). A member reads the messages sent since their current membership began
 //!   and nothing older; after leaving they read nothing.
+//! - Every change is an event in the group's history (see [`events`]), sealed under the
+//!   key of its epoch.
 //! - Everything about a group — every page and every form — answers "not found" to anyone
-//!   who is not a current member (or, for accept and decline, a current invitee).
+//!   who is not a current member (or, for accept and decline, a current invitee), and
+//!   every action to a member without the right to it.
 //! - At most `chat.max_group_members` members and pending invitations together.
 //!
 //! Messages are stored in `MESSAGES` under the group id like one-to-one messages (see
@@ -23,16 +28,21 @@
 //!
 //! Functions here block (redb, RSA) and are called through `Store::run`.
 
+pub mod events;
 pub mod handlers;
 pub mod keys;
+pub mod manage;
 mod membership;
 mod messages;
 mod overview;
+pub mod roles;
+pub mod timeline;
 pub mod views;
 
 pub use membership::*;
 pub use messages::*;
 pub use overview::*;
+pub use roles::{Role, RoleChange, RoleError, Roles, change_role, roles_for};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{self, Header, MessageRecord, Shown};
 use crate::clock::UnixTime;
-use crate::connections::keys::{SigningKey, VerifyingKey};
+use crate::connections::keys::{Sealed, SigningKey, VerifyingKey};
 use crate::crypto::rsa_keys::RsaPublic;
 use crate::crypto::{CryptoError, SecretKey, hybrid, random_bytes};
 use crate::store::tables::{
@@ -66,12 +76,19 @@ pub(super) fn crypto(e: CryptoError) -> StoreError {
 /// A group.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct GroupRecord {
+    /// The member who owns the group (see [`roles`]): whoever created it, or whom it was
+    /// handed over to.
     pub creator: Id,
     /// The current key epoch (from 1).
     pub epoch: u32,
     /// The name, a Fernet token under the group's name key.
     pub name_sealed: String,
     pub created_day: i64,
+    /// Current members the creator made admins (never the creator), in the order made.
+    pub admins: Vec<Id>,
+    /// Whether every member may invite their own connections (not only the creator and
+    /// admins).
+    pub members_invite: bool,
 }
 
 impl std::fmt::Debug for GroupRecord {
@@ -80,9 +97,42 @@ impl std::fmt::Debug for GroupRecord {
     }
 }
 
+/// The layout of record version 1 (before roles), still read: no admins, only the
+/// creator invites.
+#[derive(Deserialize)]
+struct GroupRecordV1 {
+    creator: Id,
+    epoch: u32,
+    name_sealed: String,
+    created_day: i64,
+}
+
 impl Record for GroupRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const NAME: &'static str = "group";
+
+    /// Version 2, or version 1 (groups created before roles existed).
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("group: {e}"));
+        match bytes.split_first() {
+            Some((&2, body)) => postcard::from_bytes(body).map_err(corrupt),
+            Some((&1, body)) => {
+                let v1: GroupRecordV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(Self {
+                    creator: v1.creator,
+                    epoch: v1.epoch,
+                    name_sealed: v1.name_sealed,
+                    created_day: v1.created_day,
+                    admins: Vec::new(),
+                    members_invite: false,
+                })
+            }
+            Some((&v, _)) => Err(StoreError::Corrupt(format!(
+                "group record version {v} (this binary reads 1 and 2)"
+            ))),
+            None => Err(StoreError::Corrupt("empty group record".into())),
+        }
+    }
 }
 
 /// Whether someone is in a group now.
@@ -128,8 +178,10 @@ impl MembershipRecord {
 pub struct InviteRecord {
     pub inviter: Id,
     pub day: i64,
-    /// The group's name key, sealed to the invitee's delivery key.
-    pub name_key: hybrid::HybridSealed,
+    /// The group's name key: sealed to the invitee's delivery key when invited (they may
+    /// be offline), re-sealed under their `data_key` the first time they see it, so that
+    /// showing it again costs no RSA operation.
+    pub name_key: Sealed,
 }
 
 impl std::fmt::Debug for InviteRecord {
@@ -138,9 +190,38 @@ impl std::fmt::Debug for InviteRecord {
     }
 }
 
+/// The layout of record version 1, still read: the name key always sealed to the
+/// delivery key.
+#[derive(Deserialize)]
+struct InviteRecordV1 {
+    inviter: Id,
+    day: i64,
+    name_key: hybrid::HybridSealed,
+}
+
 impl Record for InviteRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const NAME: &'static str = "group invitation";
+
+    /// Version 2, or version 1 (invitations made before re-sealing existed).
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("group invitation: {e}"));
+        match bytes.split_first() {
+            Some((&2, body)) => postcard::from_bytes(body).map_err(corrupt),
+            Some((&1, body)) => {
+                let v1: InviteRecordV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(Self {
+                    inviter: v1.inviter,
+                    day: v1.day,
+                    name_key: Sealed::ToDelivery(v1.name_key),
+                })
+            }
+            Some((&v, _)) => Err(StoreError::Corrupt(format!(
+                "group invitation record version {v} (this binary reads 1 and 2)"
+            ))),
+            None => Err(StoreError::Corrupt("empty group invitation record".into())),
+        }
+    }
 }
 
 /// Why a group name was refused. Shown to the member.
@@ -265,14 +346,15 @@ pub(super) fn delivery_key(
 /// Start a new epoch of `group` for `members`: a fresh key wrapped for each (under
 /// `here`'s `data_key` for the member who is making the change, if they are among them;
 /// to the delivery key for everyone else). Inside the caller's transaction; updates
-/// `record.epoch` (the caller stores the record).
+/// `record.epoch` (the caller stores the record). Returns the new epoch and its key (to
+/// seal the event that started it).
 pub(super) fn new_epoch_in(
     txn: &WriteTransaction,
     group: &Id,
     record: &mut GroupRecord,
     members: &[Id],
     here: Option<(&Id, &SecretKey)>,
-) -> Result<u32, StoreError> {
+) -> Result<(u32, SecretKey), StoreError> {
     let epoch = record.epoch.saturating_add(1);
     let key = SecretKey::generate();
     let users = txn.open_table(USERS)?;
@@ -292,7 +374,7 @@ pub(super) fn new_epoch_in(
         table.insert((*group, epoch, *m), wrapped.encode()?.as_slice())?;
     }
     record.epoch = epoch;
-    Ok(epoch)
+    Ok((epoch, key))
 }
 
 /// Delete `member`'s key rows of every epoch of `group`.
@@ -337,6 +419,7 @@ pub(super) fn delete_group_in(txn: &WriteTransaction, group: &Id) -> Result<(), 
     }
     txn.open_table(GROUP_TO_INVITEES)?
         .retain_in((*group, [0u8; 16])..=(*group, [0xffu8; 16]), |_, _| false)?;
+    events::delete_all_in(txn, group)?;
     txn.open_table(GROUPS)?.remove(group)?;
     Ok(())
 }
@@ -349,16 +432,28 @@ pub struct Departure {
     pub group_deleted: bool,
 }
 
+/// How a member goes (for the event the group shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departing {
+    /// They left, or their account was deleted.
+    Left,
+    /// Removed by `by`.
+    Removed { by: Id },
+}
+
 /// `member` is no longer in `group` (left, removed, or deleted with `forget`): their keys
-/// go, the rest start a new epoch, the creator role passes on if it was theirs, and the
-/// group goes when nobody is left. With `forget`, their membership record and their
-/// messages go too (account deletion); otherwise the record stays as "left" so that their
-/// messages still verify.
+/// go, the rest start a new epoch (with the event that says why, and when the creator
+/// went, the one that names the next creator), their admin role goes, the creator role
+/// passes on if it was theirs, and the group goes when nobody is left. With `forget`,
+/// their membership record and their messages go too (account deletion); otherwise the
+/// record stays as "left" so that their messages still verify. `at`: when, if known.
 pub(super) fn depart_in(
     txn: &WriteTransaction,
     group: &Id,
     member: &Id,
     forget: bool,
+    how: Departing,
+    at: Option<UnixTime>,
 ) -> Result<Departure, StoreError> {
     let Some(mut record) = load::<GroupRecord>(&txn.open_table(GROUPS)?, group)? else {
         return Ok(Departure::default());
@@ -398,17 +493,33 @@ pub(super) fn depart_in(
             group_deleted: true,
         });
     }
+    record.admins.retain(|a| a != member);
+    let successor = if &record.creator == member {
+        let next = roles::successor(&record, &members);
+        if let Some(next) = next {
+            record.creator = next;
+            record.admins.retain(|a| a != &next);
+        }
+        next
+    } else {
+        None
+    };
     if was_active {
-        new_epoch_in(txn, group, &mut record, &remaining, None)?;
-    }
-    if &record.creator == member {
-        // The longest-standing member (earliest epoch; ties by id) takes over.
-        if let Some(next) = members
-            .iter()
-            .filter_map(|(id, r)| r.joined_epoch().map(|e| (e, *id)))
-            .min()
-        {
-            record.creator = next.1;
+        let (epoch, key) = new_epoch_in(txn, group, &mut record, &remaining, None)?;
+        let event = match how {
+            Departing::Left => events::EventKind::Left { whom: *member },
+            Departing::Removed { by } => events::EventKind::Removed { by, whom: *member },
+        };
+        events::append_in(txn, group, epoch, &key, at, event)?;
+        if let Some(to) = successor {
+            events::append_in(
+                txn,
+                group,
+                epoch,
+                &key,
+                at,
+                events::EventKind::HandedOver { by: None, to },
+            )?;
         }
     }
     txn.open_table(GROUPS)?
@@ -417,6 +528,79 @@ pub(super) fn depart_in(
         remaining,
         group_deleted: false,
     })
+}
+
+/// Whether a change made through [`with_current_key`] is kept.
+pub(super) enum Change<T> {
+    Commit(T),
+    Abort(T),
+}
+
+/// Run `change` in one write transaction with the group's record as stored there, and
+/// the current epoch with its key as `actor` holds it (to seal the change's event). The
+/// closure stores whatever it changes. Retries when the epoch moves between opening the
+/// key and the transaction. `None` when the group is gone or `actor` holds no key of its
+/// current epoch (they are not a current member).
+pub(super) fn with_current_key<T>(
+    store: &Store,
+    group: &Id,
+    actor: &Id,
+    data_key: &SecretKey,
+    mut change: impl FnMut(
+        &WriteTransaction,
+        &GroupRecord,
+        u32,
+        &SecretKey,
+    ) -> Result<Change<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    for _ in 0..3 {
+        let Some(record) = load::<GroupRecord>(&store.read()?.open_table(GROUPS)?, group)? else {
+            return Ok(None);
+        };
+        let epoch = record.epoch;
+        let held = keys::open_epoch_keys(store, group, actor, data_key, epoch..=epoch)?;
+        let Some(key) = held.get(&epoch) else {
+            return Ok(None);
+        };
+        let txn = store.write()?;
+        let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, group)?;
+        let Some(current) = current else {
+            txn.abort()?;
+            return Ok(None);
+        };
+        if current.epoch != epoch {
+            txn.abort()?;
+            continue;
+        }
+        return match change(&txn, &current, epoch, key)? {
+            Change::Commit(v) => {
+                txn.commit()?;
+                Ok(Some(v))
+            }
+            Change::Abort(v) => {
+                txn.abort()?;
+                Ok(Some(v))
+            }
+        };
+    }
+    Err(StoreError::Corrupt(
+        "group membership kept changing during a change".into(),
+    ))
+}
+
+/// The role of `member` in `group` if they are a current member, with the group's
+/// record, inside a write transaction.
+pub(super) fn member_role_in(
+    txn: &WriteTransaction,
+    group: &Id,
+    record: &GroupRecord,
+    member: &Id,
+) -> Result<Option<Role>, StoreError> {
+    let membership: Option<MembershipRecord> =
+        load2(&txn.open_table(GROUP_MEMBERS)?, (*group, *member))?;
+    Ok(membership
+        .filter(|m| m.joined_epoch().is_some())
+        .map(|_| record.roles().role_of(member)))
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
         vec![2, 3]
     );
     let before_leaving = view_b.epoch_keys;
-    let left = leave(&store, &g, &b.id).unwrap().unwrap();
+    let left = leave(&store, &g, &b.id, 0).unwrap().unwrap();
     assert_eq!(left.remaining.len(), 2);
     let m2 = send(&store, &g, &a.id, &a.data_key, "after bert", 2, None)
         .unwrap()
@@ -194,28 +194,27 @@ fn creator_role_passes_on_and_the_last_one_out_deletes_the_group() {
         .unwrap()
         .unwrap()
         .unwrap();
-    // Not the creator: cannot invite or remove.
+    // A plain member: cannot invite or remove; as for a non-member, there is nothing.
     accept(&store, &g, &b.id, &b.data_key, &signing(), 0)
         .unwrap()
         .unwrap();
-    assert_eq!(
+    assert!(
         invite(&store, &g, &b.id, &b.data_key, "anna", 50, 0)
             .unwrap()
-            .unwrap()
-            .unwrap_err(),
-        InviteError::NotCreator
+            .is_none()
     );
-    assert!(matches!(
-        remove(&store, &g, &b.id, &a.id).unwrap().unwrap(),
-        Err(RemoveError::NotCreator)
-    ));
+    assert!(
+        remove(&store, &g, &b.id, &b.data_key, &a.id, 0)
+            .unwrap()
+            .is_none()
+    );
     send(&store, &g, &a.id, &a.data_key, "hi", 1, Some(30))
         .unwrap()
         .unwrap();
-    leave(&store, &g, &a.id).unwrap().unwrap();
+    leave(&store, &g, &a.id, 0).unwrap().unwrap();
     let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
-    assert!(view_b.i_am_creator());
-    let gone = leave(&store, &g, &b.id).unwrap().unwrap();
+    assert_eq!(view_b.my_role(), Role::Creator);
+    let gone = leave(&store, &g, &b.id, 0).unwrap().unwrap();
     assert!(gone.group_deleted);
     for n in [
         rows(&store, GROUPS),
@@ -225,6 +224,7 @@ fn creator_role_passes_on_and_the_last_one_out_deletes_the_group() {
         rows(&store, MEMBER_TO_GROUPS),
         rows(&store, MESSAGES),
         rows(&store, crate::store::tables::MESSAGE_DEADLINES),
+        rows(&store, crate::store::tables::GROUP_EVENTS),
     ] {
         assert_eq!(n, 0);
     }
@@ -269,6 +269,148 @@ fn a_group_is_full_at_its_limit_and_invites_only_connections() {
         "a non-member learns nothing"
     );
     assert_eq!(rows(&store, GROUP_INVITES), 0);
+}
+
+#[test]
+fn an_admin_takes_over_before_older_members_and_every_change_is_an_event() {
+    use events::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let (a, b, c) = (
+        member(&store, "anna"),
+        member(&store, "bert"),
+        member(&store, "cleo"),
+    );
+    connect(&store, &a, &b, "bert");
+    connect(&store, &a, &c, "cleo");
+    let g = create(&store, &a.id, &a.data_key, "Roles", &signing(), 0).unwrap();
+    for (m, name) in [(&b, "bert"), (&c, "cleo")] {
+        invite(&store, &g, &a.id, &a.data_key, name, 50, 1)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        accept(&store, &g, &m.id, &m.data_key, &signing(), 2)
+            .unwrap()
+            .unwrap();
+    }
+    let make =
+        |who: &Member, change| change_role(&store, &g, &who.id, &who.data_key, change, 3).unwrap();
+    // Only the creator makes admins; an admin cannot make another.
+    assert_eq!(make(&b, RoleChange::MakeAdmin(c.id)), None);
+    assert_eq!(make(&a, RoleChange::MakeAdmin(c.id)), Some(Ok(())));
+    assert_eq!(
+        make(&a, RoleChange::MakeAdmin(c.id)),
+        Some(Err(RoleError::AlreadyAdmin))
+    );
+    assert_eq!(make(&c, RoleChange::MakeAdmin(b.id)), None);
+    // An admin removes plain members, never the creator.
+    assert!(
+        remove(&store, &g, &c.id, &c.data_key, &a.id, 4)
+            .unwrap()
+            .is_none()
+    );
+    let epoch_before = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap().epoch;
+    leave(&store, &g, &a.id, 5).unwrap().unwrap();
+    let view = open(&store, &g, &c.id, &c.data_key).unwrap().unwrap();
+    assert_eq!(
+        view.my_role(),
+        Role::Creator,
+        "the admin, not the older bert"
+    );
+    assert!(view.roles.admins.is_empty());
+    assert_eq!(view.epoch, epoch_before + 1, "a departure starts an epoch");
+    // c reads the events of her membership: from her joining on.
+    let kinds: Vec<EventKind> = view
+        .events(&store, 0, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Joined { whom: c.id },
+            EventKind::MadeAdmin {
+                by: a.id,
+                whom: c.id
+            },
+            EventKind::Left { whom: a.id },
+            EventKind::HandedOver { by: None, to: c.id },
+        ]
+    );
+    // b, there from earlier, also reads their own joining and c's invitation.
+    let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
+    let events = view_b.events(&store, 0, u64::MAX).unwrap();
+    assert_eq!(
+        events.len(),
+        6,
+        "joined, invited, joined, admin, left, handed over"
+    );
+    assert_eq!(events[1].name_of(&c.id), Some("cleo"));
+}
+
+#[test]
+fn version_1_invitations_still_open_and_are_resealed_once_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let (a, b) = (member(&store, "anna"), member(&store, "bert"));
+    connect(&store, &a, &b, "bert");
+    let g = create(&store, &a.id, &a.data_key, "Old", &signing(), 0).unwrap();
+    invite(&store, &g, &a.id, &a.data_key, "bert", 50, 0)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // Rewrite the invitation as a version-1 record (sealed to the delivery key).
+    let stored = |store: &Store| {
+        let txn = store.read().unwrap();
+        let t = txn.open_table(GROUP_INVITES).unwrap();
+        t.get((b.id, g)).unwrap().unwrap().value().to_vec()
+    };
+    let current = InviteRecord::decode(&stored(&store)).unwrap();
+    let Sealed::ToDelivery(blob) = &current.name_key else {
+        panic!("sealed to the delivery key until seen");
+    };
+    #[derive(Serialize)]
+    struct V1<'a> {
+        inviter: Id,
+        day: i64,
+        name_key: &'a hybrid::HybridSealed,
+    }
+    let mut v1 = vec![1u8];
+    v1.extend(
+        postcard::to_stdvec(&V1 {
+            inviter: a.id,
+            day: 0,
+            name_key: blob,
+        })
+        .unwrap(),
+    );
+    let txn = store.write().unwrap();
+    txn.open_table(GROUP_INVITES)
+        .unwrap()
+        .insert((b.id, g), v1.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+
+    let seen = invitations(&store, &b.id, &b.data_key).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].name, "Old");
+    let again = InviteRecord::decode(&stored(&store)).unwrap();
+    assert!(
+        matches!(again.name_key, Sealed::UnderDataKey(_)),
+        "re-sealed under bert's data key: no RSA next time"
+    );
+    assert_eq!(
+        invitations(&store, &b.id, &b.data_key).unwrap()[0].name,
+        "Old"
+    );
+    accept(&store, &g, &b.id, &b.data_key, &signing(), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        open(&store, &g, &b.id, &b.data_key).unwrap().unwrap().name,
+        "Old"
+    );
 }
 
 #[test]

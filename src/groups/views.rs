@@ -4,9 +4,11 @@
 
 use maud::{Markup, html};
 
-use super::{GroupEntry, InvitationEntry, MemberEntry, PendingEntry};
+use super::events::EventShown;
+use super::timeline::{Item, event, merge};
+use super::{GroupEntry, InvitationEntry, MemberEntry, PendingEntry, Role, Roles};
 use crate::chat::Shown;
-use crate::chat::views::{date_of_day, message, timer_select};
+use crate::chat::views::{MessageActions, date_of_day, message, timer_select};
 use crate::clock::UnixTime;
 use crate::connections::views::presence_badge;
 use crate::crypto::b64url;
@@ -91,16 +93,17 @@ pub struct GroupPage<'a> {
     pub id: Id,
     pub name: &'a str,
     pub me: Id,
-    pub i_am_creator: bool,
+    pub roles: &'a Roles,
     pub epoch: u32,
     pub my_scheme: &'a str,
     /// Current members, each with whether they are online (`None`: not a connection of
     /// the viewer, whose presence they may not see).
     pub members: &'a [(MemberEntry, Option<bool>)],
     pub pending: &'a [PendingEntry],
-    /// Connections of the creator who could be invited (usernames).
+    /// The viewer's connections who could be invited (usernames), if they may invite.
     pub invitable: &'a [String],
     pub messages: &'a [Shown],
+    pub events: &'a [EventShown],
     pub older: Option<u64>,
     pub live_after: Option<u64>,
     pub error: Option<&'a str>,
@@ -123,10 +126,79 @@ fn member_form(ctx: &PageCtx, action: &str, group: &str, member: &Id, label: &st
     }
 }
 
+/// The forms beside a member in the list, as far as the viewer may use them.
+fn member_actions(ctx: &PageCtx, p: &GroupPage<'_>, group: &str, m: &MemberEntry) -> Markup {
+    let mine = p.roles.role_of(&p.me);
+    html! {
+        @if p.roles.may_remove(&p.me, &m.id) {
+            " " (member_form(ctx, "/chat/remove", group, &m.id, "Remove"))
+        }
+        @if mine == Role::Creator && m.role == Role::Member {
+            " " (member_form(ctx, "/chat/promote", group, &m.id, "Make admin"))
+        }
+        @if mine == Role::Creator && m.role == Role::Admin {
+            " " (member_form(ctx, "/chat/demote", group, &m.id, "Remove admin role"))
+        }
+        @if mine == Role::Admin && m.id == p.me {
+            " " (member_form(ctx, "/chat/demote", group, &m.id, "Step down as admin"))
+        }
+    }
+}
+
+/// The creator's card: whether members may invite, and handing the group over.
+fn owner_card(ctx: &PageCtx, p: &GroupPage<'_>, group: &str) -> Markup {
+    let others: Vec<&MemberEntry> = p
+        .members
+        .iter()
+        .map(|(m, _)| m)
+        .filter(|m| m.id != p.me)
+        .collect();
+    html! {
+        section.card aria-labelledby="manage" {
+            h2 id="manage" { "Manage the group" }
+            form.stack method="post" action="/chat/group-settings" {
+                (csrf_field(ctx))
+                input type="hidden" name="group" value=(group);
+                label.check {
+                    input type="checkbox" name="members_invite" value="1"
+                        checked[p.roles.members_invite];
+                    " Every member may invite their own connections"
+                }
+                small.hint { "Otherwise only you and the admins invite. Admins also remove members." }
+                button type="submit" { "Save setting" }
+            }
+            @if !others.is_empty() {
+                form.stack method="post" action="/chat/handover" {
+                    (csrf_field(ctx))
+                    input type="hidden" name="group" value=(group);
+                    label {
+                        "Hand the group over to"
+                        select name="member" {
+                            @for m in &others {
+                                option value=(b64url(&m.id)) { (m.username) }
+                            }
+                        }
+                        small { "They become its creator; you stay as an admin." }
+                    }
+                    button type="submit" { "Hand over" }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /chat/group/<id>`.
 pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
     let id = b64url(&p.id);
     let title = format!("Group: {}", p.name);
+    let my_role = p.roles.role_of(&p.me);
+    let delete_action = format!("/chat/group/{id}/delete");
+    let actions = MessageActions {
+        delete_action: &delete_action,
+        csrf: &ctx.csrf,
+        in_frame: false,
+    };
+    let timeline = merge(p.messages, p.events);
     page(
         ctx,
         &title,
@@ -135,10 +207,11 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
             p.status {
                 (p.members.len()) @if p.members.len() == 1 { " member" } @else { " members" }
                 " · key epoch " (p.epoch)
+                @if let Some(r) = my_role.label() { " · you are its " (r) }
                 " · " a href="/chat/groups" { "All groups" }
             }
             details.keys {
-                summary { "Members and keys" }
+                summary { "Members, roles and keys" }
                 p {
                     "Messages are encrypted with this group's key for the current membership, \
                      which changes whenever someone joins or leaves, and signed by each \
@@ -148,12 +221,10 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                     @for (m, online) in p.members {
                         li {
                             strong.name { (m.username) }
-                            @if m.creator { " (creator)" }
+                            @if let Some(r) = m.role.label() { " (" (r) ")" }
                             @if let Some(on) = online { " " (presence_badge(*on)) }
                             " · " (m.scheme) " " code { (m.fingerprint) }
-                            @if p.i_am_creator && m.id != p.me {
-                                " " (member_form(ctx, "/chat/remove", &id, &m.id, "Remove"))
-                            }
+                            (member_actions(ctx, p, &id, m))
                         }
                     }
                 }
@@ -163,7 +234,7 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                         @for i in p.pending {
                             li {
                                 strong.name { (i.username) }
-                                @if p.i_am_creator {
+                                @if p.roles.may_withdraw(&p.me, &i.inviter) {
                                     " " (member_form(ctx, "/chat/remove", &id, &i.id, "Withdraw invitation"))
                                 }
                             }
@@ -171,7 +242,7 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                     }
                 }
             }
-            @if p.i_am_creator {
+            @if p.roles.may_invite(&p.me) {
                 section.card aria-labelledby="invite" {
                     h2 id="invite" { "Invite" }
                     @if p.invitable.is_empty() {
@@ -193,6 +264,9 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                     }
                 }
             }
+            @if my_role == Role::Creator {
+                (owner_card(ctx, p, &id))
+            }
             @if p.live_after.is_some() {
                 (form_error(p.error))
                 form.stack.send method="post" action=(format!("/chat/group/{id}")) {
@@ -213,11 +287,14 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                 p { a href=(format!("/chat/group/{id}")) { "Back to the latest messages" } }
             }
             section.history aria-label="Earlier messages" {
-                @if p.messages.is_empty() && p.older.is_none() {
+                @if timeline.is_empty() && p.older.is_none() {
                     p.muted { "No messages since you joined." }
                 }
-                @for m in p.messages.iter().rev() {
-                    (message(m, &(p.sender_name)(m), p.now))
+                @for item in timeline.iter().rev() {
+                    @match item {
+                        Item::Message(m) => { (message(m, &(p.sender_name)(m), p.now, Some(&actions))) }
+                        Item::Event(e) => { (event(e, &p.me)) }
+                    }
                 }
                 @if let Some(before) = p.older {
                     p { a href=(format!("/chat/group/{id}?before={before}")) { "Older messages" } }
@@ -228,7 +305,7 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                 p.muted {
                     "After you leave you cannot read this group any more, and nothing sent after \
                      you left is encrypted for you."
-                    @if p.i_am_creator { " Another member becomes the creator." }
+                    @if my_role == Role::Creator { " An admin (or, without admins, the longest-standing member) becomes the creator." }
                 }
                 form method="post" action="/chat/leave" {
                     (csrf_field(ctx))
@@ -249,6 +326,7 @@ mod tests {
             banner: false,
             user: Some("me".into()),
             csrf: "t".into(),
+            nav: crate::web::layout::Nav::default(),
         }
     }
 
@@ -275,24 +353,38 @@ mod tests {
                 username: hostile.into(),
                 scheme: "RSA-PSS-SHA256",
                 fingerprint: "ab".into(),
-                creator: true,
+                role: Role::Admin,
             },
             Some(true),
         )];
         let name = |_: &Shown| hostile.to_owned();
+        let events = [EventShown {
+            seq: 1,
+            at: Some(0),
+            kind: super::super::events::EventKind::MadeAdmin {
+                by: [9; 16],
+                whom: [3; 16],
+            },
+            names: vec![([3; 16], hostile.to_owned())],
+        }];
         let out = group(
             &ctx(),
             &GroupPage {
                 id: [1; 16],
                 name: hostile,
                 me: [9; 16],
-                i_am_creator: true,
+                roles: &Roles {
+                    creator: [9; 16],
+                    admins: vec![[3; 16]],
+                    members_invite: false,
+                },
                 epoch: 1,
                 my_scheme: "DSA",
                 members: &members,
                 pending: &[],
                 invitable: &[hostile.to_owned()],
                 messages: &[],
+                events: &events,
                 older: None,
                 live_after: Some(0),
                 error: Some(hostile),
@@ -305,5 +397,11 @@ mod tests {
         .into_string();
         assert!(!out.contains("<script>"));
         assert!(out.contains("&lt;script&gt;"));
+        assert!(out.contains("You made &lt;script&gt;"), "{out}");
+        assert!(
+            out.contains("action=\"/chat/demote\""),
+            "the creator demotes admins"
+        );
+        assert!(out.contains("action=\"/chat/handover\""));
     }
 }

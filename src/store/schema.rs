@@ -11,7 +11,12 @@ use super::{Store, StoreError, tables};
 /// 2. Groups, self-destruct deadlines, member settings (new tables only; version-1
 ///    message records stay readable as they are). An older binary must not open a
 ///    version-2 file: it would not delete a member's groups and settings with them.
-pub const CURRENT_SCHEMA: u32 = 2;
+/// 3. Group roles and events: the `group_events_v1` table, version-2 group records (admins
+///    and the members-may-invite setting) and version-2 invitation records (re-sealed
+///    under the invitee's `data_key`). Older records stay readable as they are; an older
+///    binary must not open a version-3 file: it could not read the new records and would
+///    not delete a group's events with it.
+pub const CURRENT_SCHEMA: u32 = 3;
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -49,6 +54,15 @@ fn migrate_step(store: &Store, from: u32) -> Result<u32, StoreError> {
                 .insert(VERSION_KEY, 2u32.to_le_bytes().as_slice())?;
             txn.commit()?;
             Ok(2)
+        }
+        2 => {
+            // 2 → 3: the events table, and the version, together.
+            let txn = store.write()?;
+            tables::visit_all(&mut Create(&txn))?;
+            txn.open_table(tables::META)?
+                .insert(VERSION_KEY, 3u32.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(3)
         }
         v => Err(StoreError::Corrupt(format!(
             "unknown old schema version {v}"
@@ -132,6 +146,23 @@ mod tests {
         let txn = s.read().unwrap();
         assert!(txn.open_table(tables::GROUPS).is_ok());
         assert!(txn.open_table(tables::MESSAGE_DEADLINES).is_ok());
+    }
+
+    #[test]
+    fn a_version_2_file_migrates_to_version_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        {
+            let s = Store::open(&path).unwrap();
+            let txn = s.write().unwrap();
+            txn.delete_table(tables::GROUP_EVENTS).unwrap();
+            txn.commit().unwrap();
+            write_version(&s, 2).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(read_version(&s).unwrap(), Some(3));
+        let txn = s.read().unwrap();
+        assert!(txn.open_table(tables::GROUP_EVENTS).is_ok());
     }
 
     #[test]

@@ -150,6 +150,12 @@ pub const MEMBER_TO_INVITES: TableDefinition<(Id, [u8; 32]), ()> =
 /// (`onion/client_auth.rs`): the x25519 public key and the day it was added. Private keys
 /// are never stored.
 pub const CLIENT_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("client_auth_v1");
+/// What happened in a group (joins, departures, invitations, roles, settings), shown in
+/// its history between the messages. Key: `(group id, sequence number)`, numbered in the
+/// group's message sequence (`CONVERSATION_TO_LAST_SEQ`), so that a number is either a
+/// message or an event. Value: `GroupEventRecord` (`groups/events.rs`): the key epoch and
+/// the event (who, what, when) sealed under that epoch's group key.
+pub const GROUP_EVENTS: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("group_events_v1");
 
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
@@ -191,5 +197,6 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(INVITES)?;
     v.visit(MEMBER_TO_INVITES)?;
     v.visit(CLIENT_AUTH)?;
+    v.visit(GROUP_EVENTS)?;
     Ok(())
 }

@@ -15,6 +15,33 @@ pub struct PageCtx {
     pub user: Option<String>,
     /// CSRF token for this page's forms (session-bound or pre-session-bound).
     pub csrf: String,
+    /// What waits for the logged-in member, counted beside the navigation's links.
+    pub nav: Nav,
+}
+
+/// The counts beside Connections and Groups in the navigation (see `home::nav_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nav {
+    /// Requests received and unread one-to-one messages.
+    pub connections: usize,
+    /// Invitations and unread group messages.
+    pub groups: usize,
+    /// Counting unread messages stopped at its cap: there are more.
+    pub capped: bool,
+}
+
+/// A navigation link with what waits behind it, if anything ("Groups 3", read out as
+/// "Groups, 3 waiting").
+fn nav_link(href: &str, label: &str, waiting: usize, capped: bool) -> Markup {
+    html! {
+        a href=(href) {
+            (label)
+            @if waiting > 0 {
+                " " span.count { (waiting) @if capped { "+" } }
+                span.visually-hidden { " waiting" }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PageCtx {
@@ -54,8 +81,8 @@ pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
                         a.brand href="/" { "ghostcache" }
                         @if let Some(name) = &ctx.user {
                             a href="/files" { "Files" }
-                            a href="/connections" { "Connections" }
-                            a href="/chat/groups" { "Groups" }
+                            (nav_link("/connections", "Connections", ctx.nav.connections, ctx.nav.capped))
+                            (nav_link("/chat/groups", "Groups", ctx.nav.groups, ctx.nav.capped))
                             a href="/settings" { "Settings" }
                             span.muted { "Logged in as " strong { (name) } }
                             form method="post" action="/logout" {

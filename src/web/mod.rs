@@ -69,6 +69,8 @@ pub struct Ctx {
     /// The time this request is handled at (one reading of the clock).
     pub now: UnixTime,
     pub session: Option<Arc<Session>>,
+    /// The navigation's counts for the logged-in member (see [`Ctx::load_nav`]).
+    pub nav: layout::Nav,
     pre_session: Option<String>,
     /// `Set-Cookie` values to add to the response.
     pub set_cookies: Vec<String>,
@@ -118,8 +120,28 @@ impl Ctx {
             door,
             now,
             session,
+            nav: layout::Nav::default(),
             pre_session,
             set_cookies: Vec::new(),
+        }
+    }
+
+    /// Count what waits for the logged-in member, for the navigation of the page this
+    /// request renders (a few index reads; see `home::nav_counts`). A failure only leaves
+    /// the counts out.
+    pub async fn load_nav(&mut self) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        let me = session.user_id;
+        match self
+            .state
+            .store
+            .run(move |s| crate::home::nav_counts(s, &me))
+            .await
+        {
+            Ok(nav) => self.nav = nav,
+            Err(e) => tracing::warn!(error = %e, "counting what waits failed"),
         }
     }
 
@@ -174,6 +196,7 @@ impl Ctx {
                 banner: self.door.banner(),
                 user: Some(s.username.clone()),
                 csrf: s.csrf().to_owned(),
+                nav: self.nav,
             },
             // Anonymous pages carry no member forms; the login and registration forms ask
             // for `anonymous_csrf` themselves, so plain pages set no cookie at all.
@@ -181,6 +204,7 @@ impl Ctx {
                 banner: self.door.banner(),
                 user: None,
                 csrf: String::new(),
+                nav: layout::Nav::default(),
             },
         }
     }

@@ -141,7 +141,7 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let post = *req.method() == Method::POST;
     match route {
-        Route::Home if get => accounts::home(ctx, req).await,
+        Route::Home if get => crate::home::handlers::home(ctx, req).await,
         Route::Register if get => accounts::register_form(ctx, req).await,
         Route::Register if post => accounts::register_submit(ctx, req).await,
         Route::Login if get => accounts::login_form(ctx, req).await,
@@ -183,6 +183,21 @@ pub fn is_passive(path: &str) -> bool {
     matches!(
         Route::resolve(path),
         Some(Route::Asset(_) | Route::Chat(ChatRoute::Live(_)) | Route::Group(GroupRoute::Live(_)))
+    )
+}
+
+/// Whether a GET of `path` renders a page with the navigation, whose counts are worth
+/// reading first: not the stylesheet and icon, the live streams, `/chat/poll` (JSON), the
+/// stylesheets that hide messages, or a file's raw blob.
+pub fn shows_nav(path: &str) -> bool {
+    !matches!(
+        Route::resolve(path),
+        Some(
+            Route::Asset(_)
+                | Route::FileRaw(_)
+                | Route::Chat(ChatRoute::Live(_) | ChatRoute::Poll | ChatRoute::Expired(_))
+                | Route::Group(GroupRoute::Live(_))
+        )
     )
 }
 

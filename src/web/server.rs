@@ -115,6 +115,9 @@ pub async fn handle(
     } else {
         Ctx::new(state, door, req.headers())
     };
+    if matches!(*req.method(), Method::GET | Method::HEAD) && router::shows_nav(req.uri().path()) {
+        ctx.load_nav().await;
+    }
     let result = if !matches!(*req.method(), Method::GET | Method::HEAD | Method::POST) {
         Err(AppError::MethodNotAllowed {
             allow: "GET, HEAD, POST",

@@ -606,7 +606,10 @@ async fn json_send_poll_and_online() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.header("location"), Some(format!("/chat/{id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/chat/{id}?sent=1").as_str())
+    );
 
     // Poll: undelivered messages, once.
     let r = bob.get("/chat/poll").await;

@@ -15,10 +15,11 @@ use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use super::{Client, Resp};
 
-/// The connection id in a `/chat/<id>` location.
+/// The connection id in a `/chat/<id>` location (which may say what just happened in
+/// its query string).
 pub fn chat_id(location: &str) -> String {
-    location
-        .strip_prefix("/chat/")
+    let path = location.split_once('?').map_or(location, |(p, _)| p);
+    path.strip_prefix("/chat/")
         .unwrap_or_else(|| panic!("not a chat location: {location}"))
         .to_owned()
 }
@@ -163,4 +164,25 @@ impl LiveStream {
         let _ = self.wait_for("\u{0}never\u{0}", timeout).await;
         self.ended
     }
+}
+
+/// Every row of a table of the running server's store, as bytes: to check that a
+/// refused request changed nothing at all (not only the number of rows).
+pub fn dump<K: redb::Key + 'static, V: redb::Value + 'static>(
+    store: &ghostcache::store::Store,
+    table: TableDefinition<K, V>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use redb::ReadableTable;
+    let txn = store.database().begin_read().unwrap();
+    let t = txn.open_table(table).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (
+                K::as_bytes(&k.value()).as_ref().to_vec(),
+                V::as_bytes(&v.value()).as_ref().to_vec(),
+            )
+        })
+        .collect()
 }
