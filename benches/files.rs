@@ -1,5 +1,5 @@
 //! File hosting over HTTP: upload and download throughput for a 50 MB file, and the
-//! server's memory per concurrent download. The server runs in this process on a
+//! server's memory per concurrent download and per concurrent upload. The server runs in this process on a
 //! loopback port; the client generates and checks bytes on the fly.
 //!
 //!     cargo bench --bench files
@@ -7,6 +7,7 @@
 //! Throughput is in MB/s (10^6 bytes of file per second), best of three. For memory, N
 //! downloads are started at once and each reads 8 MB, then all pause mid-transfer while
 //! the process's RSS is read: (RSS − RSS before) / N is what one open download holds.
+//! Likewise for N uploads paused part-way (after 8 MB of a 20 MB file).
 //! Under `cargo test` (no `--bench` argument) it runs one small round as a smoke test.
 #![allow(
     clippy::print_stdout,
@@ -178,6 +179,67 @@ async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
     (size as f64 / secs / 1e6, path, key)
 }
 
+/// An upload of `size` bytes that stops after `partial` bytes until `release`, having
+/// first waited at `paused`; returns once the server answered.
+async fn paused_upload(
+    b: &mut Browser,
+    size: u64,
+    partial: u64,
+    paused: Arc<tokio::sync::Barrier>,
+    release: Arc<tokio::sync::Barrier>,
+) {
+    let page = b.get("/file/upload").await;
+    let csrf = attr(
+        &page,
+        "form[action=\"/file/upload\"] input[name=csrf]",
+        "value",
+    );
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"expiry_days\"\r\n\r\n1\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    let tail = format!("\r\n--{BOUNDARY}--\r\n").into_bytes();
+    let length = head.len() as u64 + size + tail.len() as u64;
+    const PIECE: u64 = 64 * 1024;
+    let pieces = futures_util::stream::unfold(
+        (0u64, Some((paused, release))),
+        move |(sent, gate)| async move {
+            if sent >= size {
+                return None;
+            }
+            let gate = match gate {
+                Some((p, r)) if sent >= partial => {
+                    p.wait().await;
+                    r.wait().await;
+                    None
+                }
+                other => other,
+            };
+            let mut buf = vec![0u8; PIECE.min(size - sent) as usize];
+            pattern(sent, &mut buf);
+            let n = buf.len() as u64;
+            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (sent + n, gate)))
+        },
+    );
+    let stream = futures_util::stream::iter([Ok(Bytes::from(head))])
+        .chain(pieces)
+        .chain(futures_util::stream::iter([Ok(Bytes::from(tail))]))
+        .map(|r| r.map(Frame::data));
+    let req = Request::post("/file/upload")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header("content-length", length)
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap();
+    let (status, html) = b.text(req).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+}
+
 /// Start a download; returns its body once the headers are in.
 async fn start_download(b: &mut Browser, path: &str, key: &str) -> Incoming {
     let page = b.get(path).await;
@@ -333,6 +395,35 @@ async fn run(bench: bool) {
         let per = during.saturating_sub(before) as f64 / n as f64 / 1048576.0;
         println!(
             "  {n:>2} at once: RSS +{:.1} MiB in all, {per:.2} MiB per download",
+            during.saturating_sub(before) as f64 / 1048576.0
+        );
+    }
+
+    let upload_counts: &[usize] = if bench { &[1, 4] } else { &[2] };
+    let upload_size = if bench { 20_000_000 } else { 1_000_000 };
+    println!("memory per concurrent upload (each paused after {partial} of {upload_size} bytes):");
+    for &n in upload_counts {
+        let before = rss();
+        let paused = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let release = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (mut b, paused, release) = (b.clone(), paused.clone(), release.clone());
+            tasks.push(tokio::spawn(async move {
+                paused_upload(&mut b, upload_size, partial, paused, release).await;
+            }));
+        }
+        paused.wait().await;
+        // Let the server seal and write what it was sent.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = rss();
+        release.wait().await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let per = during.saturating_sub(before) as f64 / n as f64 / 1048576.0;
+        println!(
+            "  {n:>2} at once: RSS +{:.1} MiB in all, {per:.2} MiB per upload",
             during.saturating_sub(before) as f64 / 1048576.0
         );
     }
