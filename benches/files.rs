@@ -7,7 +7,8 @@
 //! Throughput is in MB/s (10^6 bytes of file per second), best of three. For memory, N
 //! downloads are started at once and each reads 8 MB, then all pause mid-transfer while
 //! the process's RSS is read: (RSS − RSS before) / N is what one open download holds.
-//! Likewise for N uploads paused part-way (after 8 MB of a 20 MB file).
+//! Likewise for N uploads paused part-way (after 8 MB of a 20 MB file). The peak RSS
+//! growth during each 50 MB transfer is sampled every 5 ms.
 //! Under `cargo test` (no `--bench` argument) it runs one small round as a smoke test.
 #![allow(
     clippy::print_stdout,
@@ -134,6 +135,33 @@ fn rss() -> u64 {
         .parse::<u64>()
         .unwrap()
         * 1024
+}
+
+/// Samples this process's RSS every 5 ms until stopped; returns the peak.
+struct Sampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl Sampler {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = rss();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(rss())
+        });
+        Self { stop, handle }
+    }
+
+    fn peak(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
 }
 
 async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
@@ -294,6 +322,9 @@ async fn run(bench: bool) {
     config.server.listen = Some("127.0.0.1:0".parse().unwrap());
     config.server.no_tor = true;
     config.crypto.rsa_bits = 2048;
+    // No key pool: its key generations in the background would take a core from the
+    // transfers measured here.
+    config.crypto.rsa_pool_size = 0;
     config.rate_limits.uploads_per_member_per_minute = 1000;
     config.files.quota_bytes_per_member = 10_000_000_000;
     let options = ghostcache::app::StartOptions {
@@ -339,13 +370,21 @@ async fn run(bench: bool) {
     let mut best_down = 0f64;
     let mut best_raw = 0f64;
     let mut file = (String::new(), String::new());
+    let mut peak_up = 0u64;
+    let mut peak_down = 0u64;
     for _ in 0..rounds {
+        let before = rss();
+        let sampler = Sampler::start();
         let (up, path, key) = upload(&mut b, size).await;
+        peak_up = peak_up.max(sampler.peak().saturating_sub(before));
         best_up = best_up.max(up);
+        let before = rss();
+        let sampler = Sampler::start();
         let started = Instant::now();
         let mut body = start_download(&mut b, &path, &key).await;
         assert_eq!(read(&mut body, u64::MAX).await, size);
         best_down = best_down.max(size as f64 / started.elapsed().as_secs_f64() / 1e6);
+        peak_down = peak_down.max(sampler.peak().saturating_sub(before));
         let started = Instant::now();
         let req = Request::get(format!("{path}/raw"))
             .body(whole(Vec::new()))
@@ -364,6 +403,11 @@ async fn run(bench: bool) {
     println!("  upload (encrypt + store):      {best_up:7.1} MB/s");
     println!("  download (load + decrypt):     {best_down:7.1} MB/s");
     println!("  raw blob download:             {best_raw:7.1} MB/s of blob");
+    println!(
+        "  peak RSS growth during one transfer: upload {:.1} MiB, download {:.1} MiB",
+        peak_up as f64 / 1048576.0,
+        peak_down as f64 / 1048576.0
+    );
 
     let counts: &[usize] = if bench { &[1, 4, 16] } else { &[2] };
     let partial = if bench { 8_000_000 } else { 500_000 };

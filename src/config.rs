@@ -51,7 +51,9 @@ pub struct ServerConfig {
     pub allow_public_listen: bool,
     /// A client must finish sending its request headers within this many seconds.
     pub header_read_timeout_secs: u64,
-    /// A client must finish sending a form body within this many seconds.
+    /// A client must finish sending a form body within this many seconds. An upload must
+    /// bring at least `files.upload_min_bytes_per_sec` (and one byte) in every window of
+    /// this many seconds.
     pub body_timeout_secs: u64,
     /// Connections served at once per front door; more wait in the kernel backlog.
     pub max_connections: usize,
