@@ -164,7 +164,17 @@ impl Sampler {
     }
 }
 
-async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
+/// Where an upload stops part-way: after `at` bytes it waits at `paused`, then at
+/// `release`.
+struct Pause {
+    at: u64,
+    paused: Arc<tokio::sync::Barrier>,
+    release: Arc<tokio::sync::Barrier>,
+}
+
+/// Upload `size` bytes through the form (pausing once if asked); returns MB/s, the file's
+/// page and its key.
+async fn upload(b: &mut Browser, size: u64, pause: Option<Pause>) -> (f64, String, String) {
     let page = b.get("/file/upload").await;
     let csrf = attr(
         &page,
@@ -181,10 +191,22 @@ async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
     let tail = format!("\r\n--{BOUNDARY}--\r\n").into_bytes();
     let length = head.len() as u64 + size + tail.len() as u64;
     const PIECE: u64 = 64 * 1024;
-    let pieces = futures_util::stream::iter(0..size.div_ceil(PIECE)).map(move |i| {
-        let mut buf = vec![0u8; PIECE.min(size - i * PIECE) as usize];
-        pattern(i * PIECE, &mut buf);
-        Ok::<_, std::io::Error>(Bytes::from(buf))
+    let pieces = futures_util::stream::unfold((0u64, pause), move |(sent, pause)| async move {
+        if sent >= size {
+            return None;
+        }
+        let pause = match pause {
+            Some(p) if sent >= p.at => {
+                p.paused.wait().await;
+                p.release.wait().await;
+                None
+            }
+            other => other,
+        };
+        let mut buf = vec![0u8; PIECE.min(size - sent) as usize];
+        pattern(sent, &mut buf);
+        let n = buf.len() as u64;
+        Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (sent + n, pause)))
     });
     let stream = futures_util::stream::iter([Ok(Bytes::from(head))])
         .chain(pieces)
@@ -205,67 +227,6 @@ async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
     let key = attr(&html, "input.key", "value");
     let path = attr(&html, "main a[href^=\"/file/\"]", "href");
     (size as f64 / secs / 1e6, path, key)
-}
-
-/// An upload of `size` bytes that stops after `partial` bytes until `release`, having
-/// first waited at `paused`; returns once the server answered.
-async fn paused_upload(
-    b: &mut Browser,
-    size: u64,
-    partial: u64,
-    paused: Arc<tokio::sync::Barrier>,
-    release: Arc<tokio::sync::Barrier>,
-) {
-    let page = b.get("/file/upload").await;
-    let csrf = attr(
-        &page,
-        "form[action=\"/file/upload\"] input[name=csrf]",
-        "value",
-    );
-    let head = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
-         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"expiry_days\"\r\n\r\n1\r\n\
-         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.bin\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    let tail = format!("\r\n--{BOUNDARY}--\r\n").into_bytes();
-    let length = head.len() as u64 + size + tail.len() as u64;
-    const PIECE: u64 = 64 * 1024;
-    let pieces = futures_util::stream::unfold(
-        (0u64, Some((paused, release))),
-        move |(sent, gate)| async move {
-            if sent >= size {
-                return None;
-            }
-            let gate = match gate {
-                Some((p, r)) if sent >= partial => {
-                    p.wait().await;
-                    r.wait().await;
-                    None
-                }
-                other => other,
-            };
-            let mut buf = vec![0u8; PIECE.min(size - sent) as usize];
-            pattern(sent, &mut buf);
-            let n = buf.len() as u64;
-            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (sent + n, gate)))
-        },
-    );
-    let stream = futures_util::stream::iter([Ok(Bytes::from(head))])
-        .chain(pieces)
-        .chain(futures_util::stream::iter([Ok(Bytes::from(tail))]))
-        .map(|r| r.map(Frame::data));
-    let req = Request::post("/file/upload")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .header("content-length", length)
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap();
-    let (status, html) = b.text(req).await;
-    assert_eq!(status, StatusCode::OK, "{html}");
 }
 
 /// Start a download; returns its body once the headers are in.
@@ -375,7 +336,7 @@ async fn run(bench: bool) {
     for _ in 0..rounds {
         let before = rss();
         let sampler = Sampler::start();
-        let (up, path, key) = upload(&mut b, size).await;
+        let (up, path, key) = upload(&mut b, size, None).await;
         peak_up = peak_up.max(sampler.peak().saturating_sub(before));
         best_up = best_up.max(up);
         let before = rss();
@@ -454,7 +415,12 @@ async fn run(bench: bool) {
         for _ in 0..n {
             let (mut b, paused, release) = (b.clone(), paused.clone(), release.clone());
             tasks.push(tokio::spawn(async move {
-                paused_upload(&mut b, upload_size, partial, paused, release).await;
+                let pause = Pause {
+                    at: partial,
+                    paused,
+                    release,
+                };
+                upload(&mut b, upload_size, Some(pause)).await;
             }));
         }
         paused.wait().await;
