@@ -262,6 +262,31 @@ async fn read(body: &mut Incoming, limit: u64) -> u64 {
     offset
 }
 
+/// Wait until every transfer in `tasks` is paused (at `paused`), give the server
+/// `settle`, read RSS, let them finish (at `release`) and print what each one held.
+async fn print_held(
+    before: u64,
+    what: &str,
+    settle: Duration,
+    paused: &tokio::sync::Barrier,
+    release: &tokio::sync::Barrier,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let n = tasks.len();
+    paused.wait().await;
+    tokio::time::sleep(settle).await;
+    let during = rss();
+    release.wait().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let grown = during.saturating_sub(before) as f64 / 1048576.0;
+    println!(
+        "  {n:>2} at once: RSS +{grown:.1} MiB in all, {:.2} MiB per {what}",
+        grown / n as f64
+    );
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     tokio::runtime::Builder::new_multi_thread()
@@ -390,18 +415,8 @@ async fn run(bench: bool) {
                 drop(body);
             }));
         }
-        barrier.wait().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let during = rss();
-        release.wait().await;
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let per = during.saturating_sub(before) as f64 / n as f64 / 1048576.0;
-        println!(
-            "  {n:>2} at once: RSS +{:.1} MiB in all, {per:.2} MiB per download",
-            during.saturating_sub(before) as f64 / 1048576.0
-        );
+        let settle = Duration::from_millis(300);
+        print_held(before, "download", settle, &barrier, &release, tasks).await;
     }
 
     let upload_counts: &[usize] = if bench { &[1, 4] } else { &[2] };
@@ -423,19 +438,9 @@ async fn run(bench: bool) {
                 upload(&mut b, upload_size, Some(pause)).await;
             }));
         }
-        paused.wait().await;
-        // Let the server seal and write what it was sent.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let during = rss();
-        release.wait().await;
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let per = during.saturating_sub(before) as f64 / n as f64 / 1048576.0;
-        println!(
-            "  {n:>2} at once: RSS +{:.1} MiB in all, {per:.2} MiB per upload",
-            during.saturating_sub(before) as f64 / 1048576.0
-        );
+        // Time for the server to seal and write what it was sent.
+        let settle = Duration::from_millis(500);
+        print_held(before, "upload", settle, &paused, &release, tasks).await;
     }
     app.shutdown().await;
 }
