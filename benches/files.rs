@@ -1,5 +1,5 @@
 //! File hosting over HTTP: upload and download throughput for a 50 MB file, and the
-//! server's memory per concurrent download. The server runs in this process on a
+//! server's memory per concurrent download and per concurrent upload. The server runs in this process on a
 //! loopback port; the client generates and checks bytes on the fly.
 //!
 //!     cargo bench --bench files
@@ -7,6 +7,8 @@
 //! Throughput is in MB/s (10^6 bytes of file per second), best of three. For memory, N
 //! downloads are started at once and each reads 8 MB, then all pause mid-transfer while
 //! the process's RSS is read: (RSS − RSS before) / N is what one open download holds.
+//! Likewise for N uploads paused part-way (after 8 MB of a 20 MB file). The peak RSS
+//! growth during each 50 MB transfer is sampled every 5 ms.
 //! Under `cargo test` (no `--bench` argument) it runs one small round as a smoke test.
 #![allow(
     clippy::print_stdout,
@@ -135,7 +137,44 @@ fn rss() -> u64 {
         * 1024
 }
 
-async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
+/// Samples this process's RSS every 5 ms until stopped; returns the peak.
+struct Sampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl Sampler {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = rss();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(rss())
+        });
+        Self { stop, handle }
+    }
+
+    fn peak(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Where an upload stops part-way: after `at` bytes it waits at `paused`, then at
+/// `release`.
+struct Pause {
+    at: u64,
+    paused: Arc<tokio::sync::Barrier>,
+    release: Arc<tokio::sync::Barrier>,
+}
+
+/// Upload `size` bytes through the form (pausing once if asked); returns MB/s, the file's
+/// page and its key.
+async fn upload(b: &mut Browser, size: u64, pause: Option<Pause>) -> (f64, String, String) {
     let page = b.get("/file/upload").await;
     let csrf = attr(
         &page,
@@ -152,10 +191,22 @@ async fn upload(b: &mut Browser, size: u64) -> (f64, String, String) {
     let tail = format!("\r\n--{BOUNDARY}--\r\n").into_bytes();
     let length = head.len() as u64 + size + tail.len() as u64;
     const PIECE: u64 = 64 * 1024;
-    let pieces = futures_util::stream::iter(0..size.div_ceil(PIECE)).map(move |i| {
-        let mut buf = vec![0u8; PIECE.min(size - i * PIECE) as usize];
-        pattern(i * PIECE, &mut buf);
-        Ok::<_, std::io::Error>(Bytes::from(buf))
+    let pieces = futures_util::stream::unfold((0u64, pause), move |(sent, pause)| async move {
+        if sent >= size {
+            return None;
+        }
+        let pause = match pause {
+            Some(p) if sent >= p.at => {
+                p.paused.wait().await;
+                p.release.wait().await;
+                None
+            }
+            other => other,
+        };
+        let mut buf = vec![0u8; PIECE.min(size - sent) as usize];
+        pattern(sent, &mut buf);
+        let n = buf.len() as u64;
+        Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (sent + n, pause)))
     });
     let stream = futures_util::stream::iter([Ok(Bytes::from(head))])
         .chain(pieces)
@@ -211,6 +262,31 @@ async fn read(body: &mut Incoming, limit: u64) -> u64 {
     offset
 }
 
+/// Wait until every transfer in `tasks` is paused (at `paused`), give the server
+/// `settle`, read RSS, let them finish (at `release`) and print what each one held.
+async fn print_held(
+    before: u64,
+    what: &str,
+    settle: Duration,
+    paused: &tokio::sync::Barrier,
+    release: &tokio::sync::Barrier,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let n = tasks.len();
+    paused.wait().await;
+    tokio::time::sleep(settle).await;
+    let during = rss();
+    release.wait().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let grown = during.saturating_sub(before) as f64 / 1048576.0;
+    println!(
+        "  {n:>2} at once: RSS +{grown:.1} MiB in all, {:.2} MiB per {what}",
+        grown / n as f64
+    );
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     tokio::runtime::Builder::new_multi_thread()
@@ -232,6 +308,9 @@ async fn run(bench: bool) {
     config.server.listen = Some("127.0.0.1:0".parse().unwrap());
     config.server.no_tor = true;
     config.crypto.rsa_bits = 2048;
+    // No key pool: its key generations in the background would take a core from the
+    // transfers measured here.
+    config.crypto.rsa_pool_size = 0;
     config.rate_limits.uploads_per_member_per_minute = 1000;
     config.files.quota_bytes_per_member = 10_000_000_000;
     let options = ghostcache::app::StartOptions {
@@ -277,13 +356,21 @@ async fn run(bench: bool) {
     let mut best_down = 0f64;
     let mut best_raw = 0f64;
     let mut file = (String::new(), String::new());
+    let mut peak_up = 0u64;
+    let mut peak_down = 0u64;
     for _ in 0..rounds {
-        let (up, path, key) = upload(&mut b, size).await;
+        let before = rss();
+        let sampler = Sampler::start();
+        let (up, path, key) = upload(&mut b, size, None).await;
+        peak_up = peak_up.max(sampler.peak().saturating_sub(before));
         best_up = best_up.max(up);
+        let before = rss();
+        let sampler = Sampler::start();
         let started = Instant::now();
         let mut body = start_download(&mut b, &path, &key).await;
         assert_eq!(read(&mut body, u64::MAX).await, size);
         best_down = best_down.max(size as f64 / started.elapsed().as_secs_f64() / 1e6);
+        peak_down = peak_down.max(sampler.peak().saturating_sub(before));
         let started = Instant::now();
         let req = Request::get(format!("{path}/raw"))
             .body(whole(Vec::new()))
@@ -302,6 +389,11 @@ async fn run(bench: bool) {
     println!("  upload (encrypt + store):      {best_up:7.1} MB/s");
     println!("  download (load + decrypt):     {best_down:7.1} MB/s");
     println!("  raw blob download:             {best_raw:7.1} MB/s of blob");
+    println!(
+        "  peak RSS growth during one transfer: upload {:.1} MiB, download {:.1} MiB",
+        peak_up as f64 / 1048576.0,
+        peak_down as f64 / 1048576.0
+    );
 
     let counts: &[usize] = if bench { &[1, 4, 16] } else { &[2] };
     let partial = if bench { 8_000_000 } else { 500_000 };
@@ -323,18 +415,32 @@ async fn run(bench: bool) {
                 drop(body);
             }));
         }
-        barrier.wait().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let during = rss();
-        release.wait().await;
-        for t in tasks {
-            t.await.unwrap();
+        let settle = Duration::from_millis(300);
+        print_held(before, "download", settle, &barrier, &release, tasks).await;
+    }
+
+    let upload_counts: &[usize] = if bench { &[1, 4] } else { &[2] };
+    let upload_size = if bench { 20_000_000 } else { 1_000_000 };
+    println!("memory per concurrent upload (each paused after {partial} of {upload_size} bytes):");
+    for &n in upload_counts {
+        let before = rss();
+        let paused = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let release = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (mut b, paused, release) = (b.clone(), paused.clone(), release.clone());
+            tasks.push(tokio::spawn(async move {
+                let pause = Pause {
+                    at: partial,
+                    paused,
+                    release,
+                };
+                upload(&mut b, upload_size, Some(pause)).await;
+            }));
         }
-        let per = during.saturating_sub(before) as f64 / n as f64 / 1048576.0;
-        println!(
-            "  {n:>2} at once: RSS +{:.1} MiB in all, {per:.2} MiB per download",
-            during.saturating_sub(before) as f64 / 1048576.0
-        );
+        // Time for the server to seal and write what it was sent.
+        let settle = Duration::from_millis(500);
+        print_held(before, "upload", settle, &paused, &release, tasks).await;
     }
     app.shutdown().await;
 }

@@ -51,7 +51,9 @@ pub struct ServerConfig {
     pub allow_public_listen: bool,
     /// A client must finish sending its request headers within this many seconds.
     pub header_read_timeout_secs: u64,
-    /// A client must finish sending a form body within this many seconds.
+    /// A client must finish sending a form body within this many seconds. An upload must
+    /// bring at least `files.upload_min_bytes_per_sec` (and one byte) in every window of
+    /// this many seconds.
     pub body_timeout_secs: u64,
     /// Connections served at once per front door; more wait in the kernel backlog.
     pub max_connections: usize,
@@ -141,6 +143,11 @@ pub struct FilesConfig {
     pub max_upload_bytes: u64,
     /// Most bytes one member's files may take together (uploads in progress included).
     pub quota_bytes_per_member: u64,
+    /// An upload must bring at least this many bytes per second, on average over every
+    /// `server.body_timeout_secs`, or it is dropped (408, nothing kept).
+    pub upload_min_bytes_per_sec: u64,
+    /// An upload must be complete within this many seconds of its first byte.
+    pub upload_deadline_secs: u64,
 }
 
 impl Default for FilesConfig {
@@ -148,6 +155,8 @@ impl Default for FilesConfig {
         Self {
             max_upload_bytes: 50_000_000,
             quota_bytes_per_member: 500_000_000,
+            upload_min_bytes_per_sec: 1024,
+            upload_deadline_secs: 3600,
         }
     }
 }
@@ -578,6 +587,12 @@ impl Config {
                 "files.quota_bytes_per_member cannot be smaller than files.max_upload_bytes",
             );
         }
+        if f.upload_min_bytes_per_sec > 1 << 30 {
+            return bad("files.upload_min_bytes_per_sec must be at most 1073741824 (1 GiB/s)");
+        }
+        if !(1..=7 * 86_400).contains(&f.upload_deadline_secs) {
+            return bad("files.upload_deadline_secs must be between 1 and 604800 (7 days)");
+        }
         let ch = &self.chat;
         if !(1..=65_536).contains(&ch.max_message_bytes) {
             return bad("chat.max_message_bytes must be between 1 and 65536");
@@ -769,5 +784,19 @@ mod tests {
         let e = load(&[("GHOSTCACHE_FILES__QUOTA_BYTES_PER_MEMBER", "1000")]).unwrap_err();
         assert!(e.to_string().contains("quota_bytes_per_member"), "{e}");
         assert!(load(&[("GHOSTCACHE_RATE_LIMITS__UPLOADS_PER_MEMBER_PER_MINUTE", "0")]).is_err());
+        let c = load(&[
+            ("GHOSTCACHE_FILES__UPLOAD_MIN_BYTES_PER_SEC", "0"),
+            ("GHOSTCACHE_FILES__UPLOAD_DEADLINE_SECS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.files.upload_min_bytes_per_sec,
+                c.files.upload_deadline_secs
+            ),
+            (0, 60)
+        );
+        assert!(load(&[("GHOSTCACHE_FILES__UPLOAD_DEADLINE_SECS", "0")]).is_err());
+        assert!(load(&[("GHOSTCACHE_FILES__UPLOAD_MIN_BYTES_PER_SEC", "9999999999")]).is_err());
     }
 }

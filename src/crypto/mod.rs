@@ -3,6 +3,7 @@
 //! exists, and no type here prints its contents in `Debug`.
 
 pub mod dsa_keys;
+pub mod fernet_buf;
 pub mod hybrid;
 pub mod kdf;
 pub mod rsa_keys;

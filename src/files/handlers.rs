@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use maud::Markup;
 
-use super::store::{self as files_store, Access, ChunkTable, GrantOutcome, Visible};
+use super::store::{self as files_store, Access, GrantOutcome, Visible};
 use super::views::{self, FileView, OwnedRow, SharedRow};
 use super::{FileGrantRecord, FileMeta};
 use crate::accounts::Username;
@@ -123,24 +123,6 @@ pub(super) async fn visible(ctx: &Ctx, session: &Session, id: Id) -> Result<Visi
         .store
         .run(move |s| files_store::visible_to(s, &id, &viewer, now))
         .await?
-        .ok_or(AppError::NotFound)
-}
-
-/// Like [`visible`], plus the chunk table from the same snapshot, to stream from.
-pub(super) async fn visible_with_chunks(
-    ctx: &Ctx,
-    session: &Session,
-    id: Id,
-) -> Result<(Visible, Arc<ChunkTable>), AppError> {
-    let viewer = session.user_id;
-    let now = ctx.now;
-    let found = ctx
-        .state
-        .store
-        .run(move |s| files_store::visible_with_chunks(s, &id, &viewer, now))
-        .await?;
-    found
-        .map(|(v, t)| (v, Arc::new(t)))
         .ok_or(AppError::NotFound)
 }
 
@@ -310,9 +292,6 @@ pub async fn show(
     };
     file_page(ctx, &session, &v, StatusCode::OK, None, notice).await
 }
-
-// ---------------------------------------------------------------------------------------
-// Downloads
 
 // ---------------------------------------------------------------------------------------
 // Owner actions

@@ -1,11 +1,20 @@
 //! Receiving an upload: the form, and the streamed `multipart/form-data` body handed to
 //! an [`UploadWriter`] as it arrives.
+//!
+//! A slow client cannot hold the server: the body must bring at least
+//! `files.upload_min_bytes_per_sec` on average over every `server.body_timeout_secs` (and
+//! at least one byte), and all of it within `files.upload_deadline_secs`; otherwise the
+//! upload is dropped with `408` and nothing is kept ([`Pace`]). Nothing is allocated for
+//! the file's bytes before they arrive (see `upload.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -16,7 +25,7 @@ use parking_lot::Mutex;
 use super::store as files_store;
 use super::upload::{UploadFailure, UploadWriter};
 use super::views;
-use super::{FileMeta, MAX_EXPIRY_DAYS};
+use super::{FileMeta, KeyProblem, MAX_EXPIRY_DAYS};
 use crate::crypto::SecretKey;
 use crate::store::{Id, StoreError};
 use crate::web::Ctx;
@@ -59,10 +68,20 @@ enum Refusal {
     TwoFiles,
     Expiry,
     TooLarge,
-    Quota { used: u64, quota: u64 },
+    Quota {
+        used: u64,
+        quota: u64,
+    },
     Malformed,
     Interrupted,
-    Timeout,
+    /// Nothing (or too little) arrived for too long.
+    Slow,
+    /// The upload took longer than `files.upload_deadline_secs`.
+    Deadline,
+    /// The entered key is not a key.
+    Key(KeyProblem),
+    /// A `key` field came after the file, which was encrypted with another key by then.
+    KeyAfterFile,
     Internal(String),
 }
 
@@ -200,14 +219,70 @@ impl futures_util::Stream for SharedBody {
     }
 }
 
-/// Await `f` unless the client sends nothing for `idle`.
-async fn within<T>(
-    idle: Duration,
-    f: impl std::future::Future<Output = Result<T, multer::Error>>,
-) -> Result<T, Refusal> {
-    match tokio::time::timeout(idle, f).await {
-        Err(_) => Err(Refusal::Timeout),
-        Ok(r) => r.map_err(multer_refusal),
+/// How fast an upload must arrive: at least `per_window` bytes (counting every byte of
+/// the body) in each `window` on average since the last check, and all of it before
+/// `deadline`. Checked whenever the upload waits for the client.
+struct Pace {
+    read: Arc<AtomicU64>,
+    window: Duration,
+    per_window: u64,
+    deadline: Instant,
+    window_start: Instant,
+    window_start_read: u64,
+}
+
+impl Pace {
+    fn new(read: Arc<AtomicU64>, files: &crate::config::FilesConfig, window_secs: u64) -> Self {
+        let now = Instant::now();
+        let window = Duration::from_secs(window_secs.max(1));
+        Self {
+            read,
+            window,
+            per_window: files
+                .upload_min_bytes_per_sec
+                .saturating_mul(window.as_secs())
+                .max(1),
+            deadline: now + Duration::from_secs(files.upload_deadline_secs),
+            window_start: now,
+            window_start_read: 0,
+        }
+    }
+
+    /// Refuse an upload past its deadline, or one that brought less than the minimum over
+    /// the windows that ended since the last check (the time the server itself spent
+    /// counts as the client's, so the minimum is set low).
+    fn check(&mut self) -> Result<(), Refusal> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(Refusal::Deadline);
+        }
+        let windows =
+            now.duration_since(self.window_start).as_secs_f64() / self.window.as_secs_f64();
+        if windows >= 1.0 {
+            let read = self.read.load(Ordering::Relaxed);
+            let brought = read.saturating_sub(self.window_start_read);
+            if (brought as f64) < self.per_window as f64 * windows.floor() {
+                return Err(Refusal::Slow);
+            }
+            self.window_start = now;
+            self.window_start_read = read;
+        }
+        Ok(())
+    }
+
+    /// Await `f` (which waits for the client) while the upload keeps its pace.
+    async fn within<T>(
+        &mut self,
+        f: impl std::future::Future<Output = Result<T, multer::Error>>,
+    ) -> Result<T, Refusal> {
+        let mut f = std::pin::pin!(f);
+        loop {
+            self.check()?;
+            let wake = (self.window_start + self.window).min(self.deadline);
+            if let Ok(r) = tokio::time::timeout_at(wake, &mut f).await {
+                return r.map_err(multer_refusal);
+            }
+        }
     }
 }
 
@@ -254,8 +329,12 @@ pub async fn upload_submit(
             .for_field("file", max),
     );
     let mut multipart = multer::Multipart::with_constraints(body.clone(), boundary, constraints);
-    let idle = Duration::from_secs(ctx.state.config.server.body_timeout_secs);
-    let outcome = receive(ctx, &session, &mut multipart, idle, &body.file).await;
+    let mut pace = Pace::new(
+        Arc::clone(&body.read),
+        &ctx.state.config.files,
+        ctx.state.config.server.body_timeout_secs,
+    );
+    let outcome = receive(ctx, &session, &mut multipart, &mut pace, &body.file).await;
     drop(multipart);
     match outcome {
         Ok(done) => {
@@ -275,7 +354,10 @@ pub async fn upload_submit(
             ))
         }
         Err(refusal) => {
-            if !matches!(refusal, Refusal::Interrupted | Refusal::Timeout) {
+            if !matches!(
+                refusal,
+                Refusal::Interrupted | Refusal::Slow | Refusal::Deadline
+            ) {
                 body.drain().await;
             }
             refused(ctx, refusal)
@@ -323,13 +405,37 @@ fn refused(ctx: &mut Ctx, refusal: Refusal) -> Result<Response<Body>, AppError> 
             StatusCode::BAD_REQUEST,
             "The upload was interrupted. Nothing was kept; try again.".to_owned(),
         ),
-        Refusal::Timeout => (
+        Refusal::Slow => (
             StatusCode::REQUEST_TIMEOUT,
-            "The upload stalled. Nothing was kept; try again.".to_owned(),
+            "The upload stalled or was too slow. Nothing was kept; try again.".to_owned(),
+        ),
+        Refusal::Deadline => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The upload took longer than {}, the most this server allows. Nothing was kept.",
+                duration_words(ctx.state.config.files.upload_deadline_secs)
+            ),
+        ),
+        Refusal::Key(problem) => (StatusCode::BAD_REQUEST, problem.message()),
+        Refusal::KeyAfterFile => (
+            StatusCode::BAD_REQUEST,
+            "The key must come before the file in the form. Nothing was kept; use the form on this page.".to_owned(),
         ),
     };
     let page = ctx.page();
     Ok(html(status, views::upload(&page, max, Some(&message))))
+}
+
+/// A duration as a member reads it: `45 seconds`, `20 minutes`, `1 hour`, `2 hours`.
+fn duration_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if secs < 120 {
+        plural(secs, "second")
+    } else if secs.is_multiple_of(3600) {
+        plural(secs / 3600, "hour")
+    } else {
+        plural(secs.div_ceil(60), "minute")
+    }
 }
 
 /// Read the form, field by field. Whatever was stored is deleted before this returns an
@@ -338,13 +444,13 @@ async fn receive(
     ctx: &Ctx,
     session: &Arc<Session>,
     multipart: &mut multer::Multipart<'static>,
-    idle: Duration,
+    pace: &mut Pace,
     file_seen: &AtomicU64,
 ) -> Result<Uploaded, Refusal> {
     // The CSRF token first: nothing is stored for a forged form.
-    let first = within(idle, multipart.next_field()).await?;
+    let first = pace.within(multipart.next_field()).await?;
     let token = match first {
-        Some(field) if field.name() == Some("csrf") => within(idle, field.text()).await?,
+        Some(field) if field.name() == Some("csrf") => pace.within(field.text()).await?,
         _ => return Err(Refusal::Csrf),
     };
     if !session.csrf_ok(&token) {
@@ -365,7 +471,7 @@ async fn receive(
     }
 
     let mut slot: Option<(UploadWriter, FileMeta)> = None;
-    let fields = read_fields(ctx, session, multipart, idle, file_seen, &mut slot).await;
+    let fields = read_fields(ctx, session, multipart, pace, file_seen, &mut slot).await;
     let (writer, meta) = match (fields, slot) {
         (Ok(days), Some((writer, meta))) => ((writer, days), meta),
         (Ok(_), None) => return Err(Refusal::NoFile),
@@ -395,16 +501,35 @@ async fn read_fields(
     ctx: &Ctx,
     session: &Arc<Session>,
     multipart: &mut multer::Multipart<'static>,
-    idle: Duration,
+    pace: &mut Pace,
     file_seen: &AtomicU64,
     slot: &mut Option<(UploadWriter, FileMeta)>,
 ) -> Result<Option<u32>, Refusal> {
     let mut days = None;
-    while let Some(mut field) = within(idle, multipart.next_field()).await? {
+    let mut entered: Option<SecretKey> = None;
+    let mut key_fields = 0usize;
+    while let Some(mut field) = pace.within(multipart.next_field()).await? {
         match field.name() {
             Some("expiry_days") => {
-                let text = within(idle, field.text()).await?;
+                let text = pace.within(field.text()).await?;
                 days = Some(super::parse_expiry_days(&text).ok_or(Refusal::Expiry)?);
+            }
+            Some("key") => {
+                if slot.is_some() {
+                    return Err(Refusal::KeyAfterFile);
+                }
+                key_fields += 1;
+                if key_fields > 1 {
+                    return Err(Refusal::Key(KeyProblem::Twice));
+                }
+                // Held in wiped memory from here on, never logged nor shown back.
+                let mut value = Zeroizing::new(Vec::new());
+                while let Some(bytes) = pace.within(field.chunk()).await? {
+                    value.extend_from_slice(&bytes);
+                }
+                let text =
+                    std::str::from_utf8(&value).map_err(|_| Refusal::Key(KeyProblem::Alphabet))?;
+                entered = super::parse_entered_key(text).map_err(Refusal::Key)?;
             }
             Some("file") => {
                 if slot.is_some() {
@@ -422,9 +547,10 @@ async fn read_fields(
                     &session.data_key,
                     &meta,
                     ctx.now,
+                    entered.take(),
                 )?;
                 let (writer, meta) = slot.insert((writer, meta));
-                while let Some(bytes) = within(idle, field.chunk()).await? {
+                while let Some(bytes) = pace.within(field.chunk()).await? {
                     file_seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     writer.push(&bytes).await?;
                 }
@@ -437,7 +563,7 @@ async fn read_fields(
                 }
             }
             // Anything else (a second token, a named button) is read and ignored.
-            _ => while within(idle, field.chunk()).await?.is_some() {},
+            _ => while pace.within(field.chunk()).await?.is_some() {},
         }
     }
     Ok(days)

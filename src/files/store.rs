@@ -6,7 +6,6 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{FileGrantRecord, FileRecord, LiveUploads};
 use crate::clock::UnixTime;
-use crate::crypto::SecretKey;
 use crate::store::tables::{
     FILE_CHUNKS, FILE_GRANTS, FILES, GRANTEE_TO_FILES, OWNER_TO_FILES, USERS,
 };
@@ -24,18 +23,24 @@ pub enum BatchRefusal {
     Gone,
 }
 
-/// One batch of an upload, sealed and written in its own (non-durable) transaction.
+/// One batch of an upload: sealed chunks, written in their own transaction.
+///
+/// The tokens are handed over ready-made, so this is also where tokens sealed elsewhere
+/// (by the member's browser, one day) would be stored; the stamps they carry are then
+/// theirs to get right, and downloads check them.
 pub struct Batch {
     pub file_id: Id,
     pub owner: Id,
     /// Present on the first batch only: creates the incomplete record.
     pub new_record: Option<FileRecord>,
-    /// Index of the first chunk in this batch.
+    /// Index of the first token in this batch.
     pub first_index: u32,
-    /// Plaintext, cut into chunks of `CHUNK_BYTES` (the last one may be shorter).
-    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
-    /// Whether this batch ends the file (its last chunk is stamped as the last).
-    pub last: bool,
+    /// One Fernet token per chunk, in order, without the `\n` of the blob.
+    pub tokens: Vec<Vec<u8>>,
+    /// Plaintext bytes the tokens hold (counted against the quota).
+    pub plain_bytes: u64,
+    /// On the last batch: mark the file complete, expiring then, in the same transaction.
+    pub finish: Option<UnixTime>,
     pub quota: u64,
 }
 
@@ -70,17 +75,14 @@ pub fn usage(store: &Store, owner: &Id) -> Result<u64, StoreError> {
     Ok(used)
 }
 
-/// Seal and write one batch in its own transaction, under the incomplete record. If the
-/// process dies before the upload finishes, the sweeper removes these rows at start-up.
+/// Write one batch in its own transaction, under the incomplete record; the last batch
+/// also marks the file complete. If the process dies before that, the sweeper removes
+/// these rows at start-up.
 ///
 /// Each batch commits durably: redb keeps the pages of non-durable commits in memory
 /// until the next durable one, which made a 200 MiB upload cost 225 MiB of RAM; with an
-/// fsync per 2 MiB batch it costs about 40 MiB and is no slower.
-pub fn write_batch(
-    store: &Store,
-    key: &SecretKey,
-    batch: Batch,
-) -> Result<Result<(), BatchRefusal>, StoreError> {
+/// fsync per batch it costs a few MiB.
+pub fn write_batch(store: &Store, batch: Batch) -> Result<Result<(), BatchRefusal>, StoreError> {
     let txn = store.write()?;
     let mut record = match batch.new_record {
         Some(r) => {
@@ -104,9 +106,8 @@ pub fn write_batch(
     if txn.open_table(USERS)?.get(batch.owner)?.is_none() {
         return Ok(Err(BatchRefusal::Gone));
     }
-    let len = batch.plaintext.len() as u64;
     let used = usage_in(&txn, &batch.owner)?;
-    if used.saturating_add(len) > batch.quota {
+    if used.saturating_add(batch.plain_bytes) > batch.quota {
         return Ok(Err(BatchRefusal::Quota {
             used,
             quota: batch.quota,
@@ -115,55 +116,23 @@ pub fn write_batch(
     {
         let mut chunks = txn.open_table(FILE_CHUNKS)?;
         let mut index = batch.first_index;
-        // An empty file is one token of empty plaintext, so that every blob has a first
-        // token to check the key against.
-        let pieces: Vec<&[u8]> = if batch.plaintext.is_empty() {
-            vec![&[][..]]
-        } else {
-            batch.plaintext.chunks(super::CHUNK_BYTES).collect()
-        };
-        let final_piece = pieces.len() - 1;
-        for (n, piece) in pieces.into_iter().enumerate() {
-            let last = batch.last && n == final_piece;
-            let token = super::seal_chunk(key, piece, index, last)
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
-            chunks.insert((batch.file_id, index), token.as_bytes())?;
+        // Each token is let go of once redb has its copy.
+        for token in batch.tokens {
+            chunks.insert((batch.file_id, index), token.as_slice())?;
             record.blob_bytes = record.blob_bytes.saturating_add(token.len() as u64 + 1);
             index = index.saturating_add(1);
         }
         record.chunks = index;
     }
-    record.size = record.size.saturating_add(len);
+    record.size = record.size.saturating_add(batch.plain_bytes);
+    if let Some(expires_at) = batch.finish {
+        record.complete = true;
+        record.expires_at = expires_at;
+    }
     txn.open_table(FILES)?
         .insert(batch.file_id, record.encode()?.as_slice())?;
     txn.commit()?;
     Ok(Ok(()))
-}
-
-/// Mark an upload complete with its final expiry. Returns false when the record is gone
-/// (account deleted meanwhile).
-pub fn finish_upload(
-    store: &Store,
-    file_id: &Id,
-    owner: &Id,
-    expires_at: UnixTime,
-) -> Result<bool, StoreError> {
-    let txn = store.write()?;
-    {
-        let mut files = txn.open_table(FILES)?;
-        let existing = files
-            .get(file_id)?
-            .map(|b| FileRecord::decode(b.value()))
-            .transpose()?;
-        let Some(mut record) = existing.filter(|r| !r.complete && &r.owner == owner) else {
-            return Ok(false);
-        };
-        record.complete = true;
-        record.expires_at = expires_at;
-        files.insert(file_id, record.encode()?.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(true)
 }
 
 /// Delete a file and everything of it (record, every chunk, owner index, grants) inside a
@@ -363,20 +332,6 @@ pub fn visible_to(
     now: UnixTime,
 ) -> Result<Option<Visible>, StoreError> {
     visible_in(&store.read()?, file_id, viewer, now)
-}
-
-/// Like [`visible_to`], with the chunk table of the same snapshot to stream the file from.
-pub fn visible_with_chunks(
-    store: &Store,
-    file_id: &Id,
-    viewer: &Id,
-    now: UnixTime,
-) -> Result<Option<(Visible, ChunkTable)>, StoreError> {
-    let txn = store.read()?;
-    let Some(v) = visible_in(&txn, file_id, viewer, now)? else {
-        return Ok(None);
-    };
-    Ok(Some((v, txn.open_table(FILE_CHUNKS)?)))
 }
 
 fn visible_in(
@@ -613,15 +568,21 @@ pub fn delete_owned(store: &Store, file_id: &Id, owner: &Id) -> Result<bool, Sto
     Ok(existed)
 }
 
-/// The chunk table of one read snapshot, to stream a file from.
-pub type ChunkTable = redb::ReadOnlyTable<(Id, u32), &'static [u8]>;
-
-/// One stored token.
-pub fn read_token(table: &ChunkTable, file_id: &Id, index: u32) -> Result<Vec<u8>, StoreError> {
-    match table.get((*file_id, index))? {
-        Some(v) => Ok(v.value().to_vec()),
-        None => Err(StoreError::Corrupt(format!("file chunk {index} missing"))),
-    }
+/// Apply `f` to stored token `index` of a file, in a read transaction of its own that
+/// ends when `f` returns: a download holds a snapshot (which keeps the pages freed since
+/// from being reused, deleted files' included) only while it reads one chunk, never for
+/// as long as a slow client takes. `None` when the chunk is not there (the file was
+/// deleted meanwhile).
+pub fn with_token<R>(
+    store: &Store,
+    file_id: &Id,
+    index: u32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<Option<R>, StoreError> {
+    let txn = store.read()?;
+    let table = txn.open_table(FILE_CHUNKS)?;
+    let found = table.get((*file_id, index))?;
+    Ok(found.map(|v| f(v.value())))
 }
 
 /// Row counts of every file table (tests and status).

@@ -1,25 +1,37 @@
 //! Writing an upload while it streams in.
 //!
-//! Plaintext collects in a buffer of `BATCH_CHUNKS × CHUNK_BYTES`; each full buffer is
-//! sealed and written by a blocking job in its own write transaction while the next buffer
-//! fills, so at most two batches are in memory whatever the file's size. The record stays
-//! *incomplete* (invisible, and not kept by the sweeper) until [`UploadWriter::finish`].
+//! The chunk being received collects in a [`Sealable`], the buffer it is encrypted in,
+//! which grows with what arrives (a client that trickles holds a buffer the size of what
+//! it sent, not a chunk). A full chunk goes to the blocking pool to be sealed into its
+//! token, up to [`SEALING`] at once so that both cores encrypt while the network is read;
+//! the tokens sealed meanwhile are written in one transaction as soon as the previous one
+//! is committed, at most [`BATCH_CHUNKS`] at a time. So an upload holds at most one chunk
+//! being received, `SEALING` being sealed, a batch of tokens waiting and a batch being
+//! written, whatever the file's size. The record
+//! stays *incomplete* (invisible, and not kept by the sweeper) until the last batch, which
+//! marks it complete in its own transaction.
 //!
 //! Every way an upload can end without `finish` deletes its rows: [`UploadWriter::abandon`]
-//! on refusals (size limit, quota, bad expiry), and `Drop` when the request future itself
-//! is dropped (the client went away, a panic). The sweeper removes anything a crash left.
+//! on refusals (size limit, quota, bad expiry, too slow), and `Drop` when the request
+//! future itself is dropped (the client went away, a panic). The sweeper removes anything
+//! a crash left.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use zeroize::Zeroizing;
 
 use super::store::{self as files_store, Batch, BatchRefusal};
 use super::{BATCH_CHUNKS, CHUNK_BYTES, FileMeta, FileRecord, MAX_EXPIRY_DAYS};
 use crate::app::AppState;
 use crate::clock::UnixTime;
-use crate::crypto::{SecretKey, random_bytes};
+use crate::crypto::fernet_buf::Sealable;
+use crate::crypto::{CryptoError, SecretKey, random_bytes};
 use crate::store::{Id, StoreError};
+
+/// Chunks sealed at once per upload (one per core of the machine this was tuned on; more
+/// only holds more memory).
+pub const SEALING: usize = 2;
 
 /// Why an upload stopped.
 #[derive(Debug)]
@@ -30,7 +42,7 @@ pub enum UploadFailure {
     Quota { used: u64, quota: u64 },
     /// The account was deleted while uploading.
     Gone,
-    /// Storage failed (logged with a request id).
+    /// Storage or sealing failed (logged with a request id).
     Store(String),
 }
 
@@ -41,6 +53,8 @@ impl From<StoreError> for UploadFailure {
 }
 
 type BatchJob = JoinHandle<Result<Result<(), BatchRefusal>, StoreError>>;
+/// A chunk being sealed: its token, and the plaintext bytes it holds.
+type SealJob = JoinHandle<(Result<Vec<u8>, CryptoError>, u64)>;
 
 /// One upload in progress. See the module documentation.
 pub struct UploadWriter {
@@ -50,12 +64,21 @@ pub struct UploadWriter {
     key: Arc<SecretKey>,
     /// The record to create with the first batch; `None` once it is written.
     pending_record: Option<FileRecord>,
-    buffer: Zeroizing<Vec<u8>>,
-    next_index: u32,
+    /// The chunk being received.
+    filling: Sealable,
+    /// Index of the chunk in `filling`.
+    filling_index: u32,
     received: u64,
     limit: u64,
     quota: u64,
-    in_flight: Option<BatchJob>,
+    /// Chunks being sealed, oldest first.
+    sealing: VecDeque<SealJob>,
+    /// Tokens sealed and not yet handed to the store, in order, and their plaintext bytes.
+    sealed: Vec<Vec<u8>>,
+    sealed_plain: u64,
+    /// Index of the first token in `sealed`.
+    sealed_index: u32,
+    writing: Option<BatchJob>,
     /// Whether any batch was handed to the store (so there may be rows to delete).
     wrote: bool,
     done: bool,
@@ -69,17 +92,17 @@ impl std::fmt::Debug for UploadWriter {
     }
 }
 
-const BATCH_BYTES: usize = BATCH_CHUNKS * CHUNK_BYTES;
-
 impl UploadWriter {
-    /// Start an upload for `owner` with a fresh random key. Nothing is stored until the
-    /// first batch is full (or the upload finishes).
+    /// Start an upload for `owner`, encrypted with `key` (one the member entered) or a
+    /// fresh random key. Nothing is stored until the first batch is sealed (or the upload
+    /// finishes), and nothing is allocated for the file's bytes before they arrive.
     pub fn new(
         state: Arc<AppState>,
         owner: Id,
         data_key: &SecretKey,
         meta: &FileMeta,
         now: UnixTime,
+        key: Option<SecretKey>,
     ) -> Result<Self, UploadFailure> {
         let file_id: Id = random_bytes();
         let record = FileRecord {
@@ -100,14 +123,18 @@ impl UploadWriter {
             state,
             file_id,
             owner,
-            key: Arc::new(SecretKey::generate()),
+            key: Arc::new(key.unwrap_or_else(SecretKey::generate)),
             pending_record: Some(record),
-            buffer: Zeroizing::new(Vec::with_capacity(BATCH_BYTES)),
-            next_index: 0,
+            filling: Sealable::new(CHUNK_BYTES),
+            filling_index: 0,
             received: 0,
             limit,
             quota,
-            in_flight: None,
+            sealing: VecDeque::with_capacity(SEALING + 1),
+            sealed: Vec::new(),
+            sealed_plain: 0,
+            sealed_index: 0,
+            writing: None,
             wrote: false,
             done: false,
         })
@@ -131,22 +158,64 @@ impl UploadWriter {
         }
         self.received = new_total;
         while !bytes.is_empty() {
-            // A full buffer goes only once more bytes follow it, so that the batch that
-            // ends the file is always written by `finish`, which marks its last chunk.
-            if self.buffer.len() == BATCH_BYTES {
-                self.submit(false).await?;
+            // A full chunk goes only once more bytes follow it, so that the chunk that
+            // ends the file is always sealed by `finish`, which marks it as the last.
+            if self.filling.room() == 0 {
+                self.hand_over(false).await?;
             }
-            let room = BATCH_BYTES - self.buffer.len();
-            let (now, later) = bytes.split_at(room.min(bytes.len()));
-            self.buffer.extend_from_slice(now);
-            bytes = later;
+            let taken = self.filling.extend(bytes);
+            bytes = bytes.get(taken..).unwrap_or_default();
         }
         Ok(())
     }
 
-    /// Wait for the batch in flight, if any, and surface its refusal.
+    /// Send the chunk in `filling` to be sealed; `last` when it ends the file. Waits for
+    /// the oldest chunk being sealed when `SEALING` already are.
+    async fn hand_over(&mut self, last: bool) -> Result<(), UploadFailure> {
+        let chunk = std::mem::replace(&mut self.filling, Sealable::new(CHUNK_BYTES));
+        let stamp = super::chunk_stamp(self.filling_index, last);
+        self.filling_index = self
+            .filling_index
+            .checked_add(1)
+            .ok_or(UploadFailure::TooLarge)?;
+        let key = Arc::clone(&self.key);
+        self.sealing.push_back(tokio::task::spawn_blocking(move || {
+            let plain = chunk.len() as u64;
+            (chunk.seal(&key, stamp), plain)
+        }));
+        while self.sealing.len() > SEALING {
+            self.collect_one().await?;
+            // Whatever is sealed goes to the store as soon as the store is free (a
+            // trickling upload holds little), and waits for it only at a full batch (a
+            // streaming one commits a full batch at a time: the fsyncs of a commit cost
+            // as much as writing megabytes).
+            let store_free = self.writing.as_ref().is_none_or(JoinHandle::is_finished);
+            if store_free || self.sealed.len() >= BATCH_CHUNKS {
+                self.submit(None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest chunk being sealed and queue its token.
+    async fn collect_one(&mut self) -> Result<(), UploadFailure> {
+        let Some(job) = self.sealing.pop_front() else {
+            return Ok(());
+        };
+        match job.await {
+            Ok((Ok(token), plain)) => {
+                self.sealed.push(token);
+                self.sealed_plain = self.sealed_plain.saturating_add(plain);
+                Ok(())
+            }
+            Ok((Err(e), _)) => Err(UploadFailure::Store(format!("sealing a chunk: {e}"))),
+            Err(e) => Err(UploadFailure::Store(format!("sealing task: {e}"))),
+        }
+    }
+
+    /// Wait for the batch being written, if any, and surface its refusal.
     async fn settle(&mut self) -> Result<(), UploadFailure> {
-        let Some(job) = self.in_flight.take() else {
+        let Some(job) = self.writing.take() else {
             return Ok(());
         };
         match job.await {
@@ -160,79 +229,68 @@ impl UploadWriter {
         }
     }
 
-    /// Hand the buffer to the store (after the previous batch is written); `last` when it
-    /// ends the file.
-    async fn submit(&mut self, last: bool) -> Result<(), UploadFailure> {
+    /// Hand the sealed tokens to the store (after the previous batch is written), and with
+    /// `finish`, mark the file complete with that expiry in the same transaction.
+    async fn submit(&mut self, finish: Option<UnixTime>) -> Result<(), UploadFailure> {
         self.settle().await?;
-        let plaintext = std::mem::replace(
-            &mut self.buffer,
-            Zeroizing::new(Vec::with_capacity(BATCH_BYTES)),
-        );
-        let chunks = plaintext.len().div_ceil(CHUNK_BYTES).max(1);
+        let tokens = std::mem::take(&mut self.sealed);
+        let count = u32::try_from(tokens.len()).map_err(|_| UploadFailure::TooLarge)?;
         let batch = Batch {
             file_id: self.file_id,
             owner: self.owner,
             new_record: self.pending_record.take(),
-            first_index: self.next_index,
-            plaintext,
-            last,
+            first_index: self.sealed_index,
+            tokens,
+            plain_bytes: std::mem::take(&mut self.sealed_plain),
+            finish,
             quota: self.quota,
         };
-        self.next_index = self
-            .next_index
-            .saturating_add(u32::try_from(chunks).unwrap_or(u32::MAX));
-        let key = Arc::clone(&self.key);
+        self.sealed_index = self
+            .sealed_index
+            .checked_add(count)
+            .ok_or(UploadFailure::TooLarge)?;
         let store = self.state.store.clone();
         self.wrote = true;
-        self.in_flight = Some(tokio::spawn(async move {
-            store
-                .run(move |s| files_store::write_batch(s, &key, batch))
-                .await
+        self.writing = Some(tokio::spawn(async move {
+            store.run(move |s| files_store::write_batch(s, batch)).await
         }));
         Ok(())
     }
 
-    /// Write what is left, then mark the file complete with its expiry.
+    /// Seal and write what is left, marking the file complete with its expiry.
     /// Returns the file's key, to be shown once.
     pub async fn finish(mut self, expires_at: UnixTime) -> Result<Arc<SecretKey>, UploadFailure> {
-        // `push` always leaves the file's last bytes in the buffer (an empty file: none,
-        // and nothing written yet), so this batch carries the last chunk.
-        let submitted = self.submit(true).await;
-        let settled = match submitted {
-            Ok(()) => self.settle().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = settled {
-            self.abandon().await;
-            return Err(e);
+        // `push` always leaves the file's last bytes in `filling` (an empty file: none),
+        // so this chunk is the last one; an empty file is one token of empty plaintext.
+        let mut outcome = self.hand_over(true).await;
+        while outcome.is_ok() && !self.sealing.is_empty() {
+            outcome = self.collect_one().await;
         }
-        let (file_id, owner) = (self.file_id, self.owner);
-        let finished = self
-            .state
-            .store
-            .run(move |s| files_store::finish_upload(s, &file_id, &owner, expires_at))
-            .await;
-        match finished {
-            Ok(true) => {
+        if outcome.is_ok() {
+            outcome = self.submit(Some(expires_at)).await;
+        }
+        if outcome.is_ok() {
+            outcome = self.settle().await;
+        }
+        match outcome {
+            Ok(()) => {
                 self.done = true;
                 self.state.uploads.end(&self.file_id);
                 Ok(Arc::clone(&self.key))
             }
-            Ok(false) => {
-                self.abandon().await;
-                Err(UploadFailure::Gone)
-            }
             Err(e) => {
                 self.abandon().await;
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
-    /// Give up: wait for the batch in flight, then delete every row of this upload, before
-    /// returning (so the answer to the request is sent once nothing is left).
+    /// Give up: wait for the batch being written, then delete every row of this upload,
+    /// before returning (so the answer to the request is sent once nothing is left).
     pub async fn abandon(mut self) {
         self.done = true;
+        // Chunks still being sealed finish on their own; their tokens are dropped.
+        self.sealing.clear();
         let _ = self.settle().await;
         if self.wrote {
             let file_id = self.file_id;
@@ -258,14 +316,14 @@ impl Drop for UploadWriter {
         }
         let state = Arc::clone(&self.state);
         let file_id = self.file_id;
-        let in_flight = self.in_flight.take();
+        let writing = self.writing.take();
         let wrote = self.wrote;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             state.uploads.end(&file_id);
             return;
         };
         runtime.spawn(async move {
-            if let Some(job) = in_flight {
+            if let Some(job) = writing {
                 let _ = job.await;
             }
             if wrote

@@ -161,9 +161,9 @@ pub fn shared_table(shared: &[SharedRow], show_owner: bool) -> Markup {
     }
 }
 
-/// The upload form. The hidden CSRF field comes first and `expiry_days` before `file`:
-/// browsers send fields in document order, and the server checks the token before it
-/// stores a byte.
+/// The upload form. The hidden CSRF field comes first, and `expiry_days` and `key` before
+/// `file`: browsers send fields in document order, the server checks the token before it
+/// stores a byte and needs the key before the file's first byte arrives.
 pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
     page(
         ctx,
@@ -178,6 +178,17 @@ pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
                     small { "1 to 365 days. The file is deleted then, and this cannot be extended." }
                 }
                 label {
+                    "Your own key (optional)"
+                    input type="password" name="key" autocomplete="off" spellcheck="false"
+                        autocapitalize="none" size="48" maxlength="200";
+                    small {
+                        "Leave it empty and the server makes a new key. Or paste a Fernet key of "
+                        "your own: 32 random bytes in URL-safe base64, 44 characters of letters, "
+                        "digits, " code { "-" } " and " code { "_" } ", ending in " code { "=" }
+                        " (Python: " code { "Fernet.generate_key()" } ")."
+                    }
+                }
+                label {
                     "File"
                     input type="file" name="file" required;
                     small { "Up to " (human_size(max_bytes)) "." }
@@ -185,8 +196,9 @@ pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
                 button type="submit" { "Encrypt and upload" }
             }
             p.muted {
-                "The server encrypts the file with a new key and shows you that key once, on the next page. "
-                "It does not keep the key: without it, nobody can open the file, you and the operator included."
+                "The server encrypts the file as it arrives, with a new key or the one you entered, "
+                "and shows you that key once, on the next page. It does not keep the key: without "
+                "it, nobody can open the file, you and the operator included."
             }
         },
     )
@@ -305,6 +317,37 @@ pub fn file(ctx: &PageCtx, f: &FileView, error: Option<&str>, notice: Option<&st
                 }
             }
             p { a href="/files" { "All files" } }
+        },
+    )
+}
+
+/// Why a raw download was not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawRefusal {
+    /// `If-Match` named another version (412).
+    Changed,
+    /// The range asked for lies outside the blob (416).
+    Range,
+}
+
+/// The page answering a raw download that could not be served as asked.
+pub fn raw_refused(ctx: &PageCtx, url_id: &str, why: RawRefusal) -> Markup {
+    let (title, text) = match why {
+        RawRefusal::Changed => (
+            "This file is not the version asked for",
+            "The download asked for a version of this file that is not the one stored here. Start the download again from the file's page.",
+        ),
+        RawRefusal::Range => (
+            "That part of the file does not exist",
+            "The download asked to resume past the end of this encrypted file. Delete the partial download and start it again from the file's page.",
+        ),
+    };
+    page(
+        ctx,
+        title,
+        html! {
+            p { (text) }
+            p { a href={ "/file/" (url_id) } { "Go to the file's page" } }
         },
     )
 }

@@ -14,7 +14,13 @@ use crate::support::client::{
 use crate::support::{Client, PW, TestServer};
 use ghostcache::files::{self, RowCounts};
 
+mod transfers;
+
 const DAY: i64 = 86_400;
+
+/// Held by the tests that measure this process's memory, and by those that move tens of
+/// megabytes, so that the ones do not measure the others.
+static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MB: u64 = 1_000_000;
 
 fn rows(server: &TestServer) -> RowCounts {
@@ -386,6 +392,7 @@ async fn the_raw_blob_decrypts_with_python_and_ghostcache_decrypt() {
 async fn a_200_mb_upload_and_download_keep_the_server_memory_flat() {
     const SIZE: u64 = 200 * 1024 * 1024;
     const LIMIT: u64 = 64 * 1024 * 1024;
+    let _alone = MEMORY.lock().await;
     let server = TestServer::start_with(|c| {
         c.files.max_upload_bytes = 250 * MB;
         c.files.quota_bytes_per_member = 1000 * MB;
@@ -926,9 +933,9 @@ async fn incomplete_uploads_left_by_a_crash_are_swept_at_start_up() {
     };
     // What a crash mid-upload leaves: an incomplete record with a chunk.
     let store = server.state().store.clone();
+    let key = ghostcache::crypto::SecretKey::generate();
     ghostcache::files::store::write_batch(
         &store,
-        &ghostcache::crypto::SecretKey::generate(),
         ghostcache::files::store::Batch {
             file_id: [7; 16],
             owner,
@@ -942,8 +949,9 @@ async fn incomplete_uploads_left_by_a_crash_are_swept_at_start_up() {
                 complete: false,
             }),
             first_index: 0,
-            plaintext: zeroize::Zeroizing::new(vec![1u8; 1000]),
-            last: false,
+            tokens: vec![files::seal_chunk(&key, &[1u8; 1000], 0, false).unwrap()],
+            plain_bytes: 1000,
+            finish: None,
             quota: u64::MAX,
         },
     )
