@@ -18,6 +18,7 @@ mod chat;
 mod connections;
 mod deleting;
 mod files;
+mod fixture;
 mod groups;
 mod home;
 mod onion;
