@@ -174,7 +174,7 @@ async fn start(
         let c = Arc::clone(&conv);
         state
             .store
-            .run(move |s| c.since(s, after, CATCH_UP_LIMIT))
+            .run(move |s| c.since(s, after, CATCH_UP_LIMIT, now))
             .await?
     };
     let events = {
@@ -420,9 +420,10 @@ impl Live {
     async fn read_new(&self) -> Result<(Vec<Shown>, bool), crate::store::StoreError> {
         let conv = Arc::clone(&self.conv);
         let after = self.last;
+        let now = self.state.clock.now();
         self.state
             .store
-            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT))
+            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT, now))
             .await
     }
 

@@ -16,6 +16,7 @@ mod support;
 mod accounts;
 mod chat;
 mod connections;
+mod crypto;
 mod deleting;
 mod files;
 mod fixture;

@@ -1,0 +1,470 @@
+//! Message sequence numbers and group commit.
+//!
+//! A message's sequence number is part of what its signature covers, so it must be known
+//! before the message is signed — that is, before it is written. And every durable redb
+//! commit costs two fsyncs, which one-message-per-commit would pay for every send.
+//!
+//! [`Committer`] does both:
+//!
+//! - [`Committer::reserve`] hands out the next sequence number of a conversation (from
+//!   memory; from `CONVERSATION_TO_LAST_SEQ` the first time) as a [`Ticket`]. The sender
+//!   then seals and signs with that number, in parallel with every other send.
+//! - [`Committer::commit`] queues the ticket with the writes that store the message. One
+//!   thread takes everything queued and writes it in **one** durable transaction, then
+//!   answers each sender — only after the commit that holds its message.
+//! - Within a conversation, messages commit in sequence order: a message waits while a
+//!   lower number is still being signed, so a live stream that has shown number `n` never
+//!   meets a later commit of a number below `n`. A ticket dropped without committing (an
+//!   error, a client gone) releases its number at once. A number that never committed may
+//!   be handed out again: nothing was stored under it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Condvar, Mutex};
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::store::tables::CONVERSATION_TO_LAST_SEQ;
+use crate::store::{Id, Store, StoreError};
+
+/// Most messages one commit holds.
+const MAX_BATCH: usize = 256;
+
+/// What a queued message runs inside the shared transaction: its checks and writes.
+/// `false` means it failed with an error that spoils the transaction.
+/// `None`: no transaction could be begun; the work only reports that.
+type Work = Box<dyn FnOnce(Option<&WriteTransaction>) -> (bool, Finish) + Send>;
+/// Told the outcome of the commit (`None`: durable), then answers its sender.
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+struct Job {
+    conversation: Id,
+    seq: u64,
+    work: Work,
+}
+
+/// Sequence numbers of one conversation.
+#[derive(Default)]
+struct Numbers {
+    /// The next number to hand out.
+    next: u64,
+    /// Handed out and not yet committed or released.
+    open: BTreeSet<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    conversations: HashMap<Id, Numbers>,
+    queued: Vec<Job>,
+    closed: bool,
+}
+
+impl State {
+    /// Forget a conversation with nothing open (its numbers are then in the store).
+    fn tidy(&mut self, conversation: &Id) {
+        if self
+            .conversations
+            .get(conversation)
+            .is_some_and(|n| n.open.is_empty())
+        {
+            self.conversations.remove(conversation);
+        }
+    }
+
+    /// Take the queued jobs that may commit now: per conversation, in number order, up
+    /// to the first open number that is not queued.
+    fn take_ready(&mut self) -> Vec<Job> {
+        if self.queued.is_empty() {
+            return Vec::new();
+        }
+        let mut queued = std::mem::take(&mut self.queued);
+        queued.sort_by_key(|j| (j.conversation, j.seq));
+        let mut ready = Vec::new();
+        let mut held = Vec::new();
+        let mut blocked: Option<Id> = None;
+        let mut expect: Option<(Id, std::collections::btree_set::IntoIter<u64>)> = None;
+        for job in queued {
+            if ready.len() >= MAX_BATCH || blocked == Some(job.conversation) {
+                held.push(job);
+                continue;
+            }
+            if expect.as_ref().is_none_or(|(c, _)| *c != job.conversation) {
+                let open = self
+                    .conversations
+                    .get(&job.conversation)
+                    .map(|n| n.open.clone())
+                    .unwrap_or_default();
+                expect = Some((job.conversation, open.into_iter()));
+            }
+            // The lowest open number of this conversation not yet taken must be this one.
+            let lowest = expect.as_mut().and_then(|(_, it)| it.next());
+            if lowest == Some(job.seq) {
+                ready.push(job);
+            } else {
+                blocked = Some(job.conversation);
+                held.push(job);
+            }
+        }
+        self.queued = held;
+        ready
+    }
+}
+
+struct Inner {
+    store: Store,
+    state: Mutex<State>,
+    wake: Condvar,
+    thread: OnceLock<()>,
+    /// Transactions committed (or tried) so far.
+    batches: AtomicU64,
+}
+
+/// The committer of messages: see the module documentation. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer(Arc<Inner>);
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committer")
+    }
+}
+
+/// A reserved sequence number. Dropped without being committed, it is released.
+pub struct Ticket {
+    inner: Arc<Inner>,
+    conversation: Id,
+    seq: u64,
+    queued: bool,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("seq", &self.seq).finish()
+    }
+}
+
+impl Ticket {
+    /// The message's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.queued {
+            return;
+        }
+        let mut state = self.inner.state.lock();
+        if let Some(n) = state.conversations.get_mut(&self.conversation) {
+            n.open.remove(&self.seq);
+        }
+        state.tidy(&self.conversation);
+        drop(state);
+        // A later number of this conversation may have been waiting for this one.
+        self.inner.wake.notify_all();
+    }
+}
+
+impl Committer {
+    pub fn new(store: Store) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            thread: OnceLock::new(),
+            batches: AtomicU64::new(0),
+        }))
+    }
+
+    /// Reserve the next sequence number of `conversation`. Blocking (reads the store the
+    /// first time a conversation is seen).
+    pub fn reserve(&self, conversation: &Id) -> Result<Ticket, StoreError> {
+        let mut state = self.0.state.lock();
+        if state.closed {
+            return Err(StoreError::Join("the server is stopping".into()));
+        }
+        if !state.conversations.contains_key(conversation) {
+            let last = {
+                let txn = self.0.store.read()?;
+                let table = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
+                table.get(conversation)?.map_or(0, |g| g.value())
+            };
+            state.conversations.insert(
+                *conversation,
+                Numbers {
+                    next: last.saturating_add(1),
+                    open: BTreeSet::new(),
+                },
+            );
+        }
+        let numbers = state
+            .conversations
+            .get_mut(conversation)
+            .ok_or_else(|| StoreError::Corrupt("sequence numbers vanished".into()))?;
+        let seq = numbers.next;
+        numbers.next = seq.saturating_add(1);
+        numbers.open.insert(seq);
+        Ok(Ticket {
+            inner: Arc::clone(&self.0),
+            conversation: *conversation,
+            seq,
+            queued: false,
+        })
+    }
+
+    /// Queue `work` (the checks and writes that store the message of `ticket`, run inside
+    /// a transaction shared with other messages; it must not write before it has decided
+    /// to) and wait until the transaction holding it is durable. Blocking: call it on the
+    /// blocking pool. `work` also records the conversation's last sequence number.
+    pub fn commit<T: Send + 'static>(
+        &self,
+        mut ticket: Ticket,
+        work: impl FnOnce(&WriteTransaction, u64) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.start();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, StoreError>>(1);
+        let (conversation, seq) = (ticket.conversation, ticket.seq);
+        let job = Job {
+            conversation,
+            seq,
+            work: Box::new(move |txn: Option<&WriteTransaction>| {
+                let outcome = match txn {
+                    Some(txn) => work(txn, seq).and_then(|v| {
+                        note_last_seq(txn, &conversation, seq)?;
+                        Ok(v)
+                    }),
+                    None => Err(StoreError::Join("no write transaction".into())),
+                };
+                match outcome {
+                    Ok(v) => (
+                        true,
+                        Box::new(move |failed: Option<&str>| {
+                            let _ = tx.send(match failed {
+                                None => Ok(v),
+                                Some(e) => Err(StoreError::Join(e.to_owned())),
+                            });
+                        }) as Finish,
+                    ),
+                    Err(e) => (
+                        false,
+                        Box::new(move |_: Option<&str>| {
+                            let _ = tx.send(Err(e));
+                        }) as Finish,
+                    ),
+                }
+            }),
+        };
+        {
+            let mut state = self.0.state.lock();
+            if state.closed {
+                return Err(StoreError::Join("the server is stopping".into()));
+            }
+            state.queued.push(job);
+            ticket.queued = true;
+        }
+        drop(ticket);
+        self.0.wake.notify_all();
+        rx.recv()
+            .map_err(|_| StoreError::Join("the committer stopped".into()))?
+    }
+
+    /// Start the committing thread (once).
+    fn start(&self) {
+        self.0.thread.get_or_init(|| {
+            let inner = Arc::clone(&self.0);
+            let spawned = std::thread::Builder::new()
+                .name("gc-commit".into())
+                .spawn(move || run(&inner));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the message committer");
+            }
+        });
+    }
+
+    /// How many transactions have held messages so far.
+    pub fn batches(&self) -> u64 {
+        self.0.batches.load(Ordering::Relaxed)
+    }
+
+    /// Stop after committing what is queued; later sends are refused.
+    pub fn close(&self) {
+        self.0.state.lock().closed = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// Record `seq` as the conversation's last sequence number (numbers only grow).
+fn note_last_seq(txn: &WriteTransaction, conversation: &Id, seq: u64) -> Result<(), StoreError> {
+    let mut last = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
+    let current = last.get(conversation)?.map_or(0, |g| g.value());
+    if seq > current {
+        last.insert(conversation, seq)?;
+    }
+    Ok(())
+}
+
+/// The committing thread.
+fn run(inner: &Inner) {
+    loop {
+        let batch = {
+            let mut state = inner.state.lock();
+            loop {
+                let ready = state.take_ready();
+                if !ready.is_empty() {
+                    break ready;
+                }
+                if state.closed && state.queued.is_empty() {
+                    return;
+                }
+                inner.wake.wait(&mut state);
+            }
+        };
+        let done: Vec<(Id, u64)> = batch.iter().map(|j| (j.conversation, j.seq)).collect();
+        commit_batch(&inner.store, batch);
+        inner.batches.fetch_add(1, Ordering::Relaxed);
+        let mut state = inner.state.lock();
+        for (conversation, seq) in done {
+            if let Some(n) = state.conversations.get_mut(&conversation) {
+                n.open.remove(&seq);
+            }
+            state.tidy(&conversation);
+        }
+    }
+}
+
+/// Run every job in one transaction and commit it; tell each job how it went.
+fn commit_batch(store: &Store, batch: Vec<Job>) {
+    let txn = match store.write() {
+        Ok(t) => t,
+        Err(e) => {
+            let e = e.to_string();
+            for job in batch {
+                // The work cannot run: it reports the failure to its sender.
+                let (_, finish) = (job.work)(None);
+                finish(Some(&e));
+            }
+            return;
+        }
+    };
+    let mut finishes = Vec::with_capacity(batch.len());
+    let mut spoiled = false;
+    for job in batch {
+        let (ok, finish) = (job.work)(Some(&txn));
+        spoiled |= !ok;
+        finishes.push(finish);
+    }
+    let failure = if spoiled {
+        let _ = txn.abort();
+        Some("another message of the same commit failed".to_owned())
+    } else {
+        txn.commit().err().map(|e| e.to_string())
+    };
+    for finish in finishes {
+        finish(failure.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+    use std::time::Duration;
+
+    fn committer() -> (tempfile::TempDir, Store, Committer) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let c = Committer::new(store.clone());
+        (dir, store, c)
+    }
+
+    /// A number queued while a lower one is still being signed waits for it; a released
+    /// number holds nothing up; numbers continue from the store.
+    #[test]
+    fn numbers_commit_in_order_and_continue_from_the_store() {
+        let (_dir, store, c) = committer();
+        let conv = [1u8; 16];
+        let other = [2u8; 16];
+        let (t1, t2) = (c.reserve(&conv).unwrap(), c.reserve(&conv).unwrap());
+        assert_eq!((t1.seq(), t2.seq()), (1, 2));
+        assert_eq!(c.reserve(&other).unwrap().seq(), 1, "per conversation");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (c2, o2) = (c.clone(), Arc::clone(&order));
+        let second = std::thread::spawn(move || {
+            c2.commit(t2, move |_, seq| {
+                o2.lock().push(seq);
+                Ok(seq)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(order.lock().is_empty(), "2 waits while 1 is open");
+        let o1 = Arc::clone(&order);
+        let first = c.commit(t1, move |_, seq| {
+            o1.lock().push(seq);
+            Ok(seq)
+        });
+        assert_eq!(first.unwrap(), 1);
+        assert_eq!(second.join().unwrap().unwrap(), 2);
+        assert_eq!(*order.lock(), vec![1, 2]);
+
+        // 3 is dropped (an error while signing): 4 does not wait for it.
+        let (t3, t4) = (c.reserve(&conv).unwrap(), c.reserve(&conv).unwrap());
+        drop(t3);
+        assert_eq!(c.commit(t4, |_, seq| Ok(seq)).unwrap(), 4);
+
+        // The store keeps the last number: a new committer (a restart) goes on from it.
+        let again = Committer::new(store.clone());
+        assert_eq!(again.reserve(&conv).unwrap().seq(), 5);
+        c.close();
+        assert!(c.reserve(&conv).is_err(), "closed");
+    }
+
+    /// Sends that arrive together share one commit; a failing one fails its commit only.
+    #[test]
+    fn sends_arriving_together_share_one_commit() {
+        let (_dir, store, c) = committer();
+        let tickets: Vec<Ticket> = (0..8).map(|i| c.reserve(&[i as u8; 16]).unwrap()).collect();
+        // Hold the committer's next transaction open until every job is queued.
+        let gate = store.write().unwrap();
+        let handles: Vec<_> = tickets
+            .into_iter()
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || c.commit(t, |_, seq| Ok(seq)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        gate.abort().unwrap();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), 1);
+        }
+        // The first may have been taken alone before the others arrived; the other seven
+        // waited together for the writer and went in one transaction.
+        assert!(c.batches() <= 2, "{} transactions for 8 sends", c.batches());
+        let txn = store.read().unwrap();
+        assert_eq!(
+            txn.open_table(CONVERSATION_TO_LAST_SEQ)
+                .unwrap()
+                .len()
+                .unwrap(),
+            8
+        );
+        drop(txn);
+
+        let t = c.reserve(&[9; 16]).unwrap();
+        let failed = c.commit(t, |_, _| -> Result<(), StoreError> {
+            Err(StoreError::Corrupt("refused".into()))
+        });
+        assert!(matches!(failed, Err(StoreError::Corrupt(_))));
+        let stored = |store: &Store| {
+            let txn = store.read().unwrap();
+            let t = txn.open_table(CONVERSATION_TO_LAST_SEQ).unwrap();
+            t.get([9u8; 16]).unwrap().map(|g| g.value())
+        };
+        assert_eq!(stored(&store), None, "nothing of the failed one was stored");
+        let t = c.reserve(&[9; 16]).unwrap();
+        let seq = c.commit(t, |_, seq| Ok(seq)).unwrap();
+        assert_eq!(stored(&store), Some(seq));
+    }
+}
