@@ -120,8 +120,12 @@ fn main() {
     });
 }
 
-/// A server for one part of the benchmark.
-async fn server(s: &Settings, pool: usize) -> (app::RunningApp, tempfile::TempDir) {
+/// A server for one part of the benchmark (the fast test KDF unless `production_kdf`).
+async fn server(
+    s: &Settings,
+    pool: usize,
+    production_kdf: bool,
+) -> (app::RunningApp, tempfile::TempDir) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -138,7 +142,7 @@ async fn server(s: &Settings, pool: usize) -> (app::RunningApp, tempfile::TempDi
     config.rate_limits.connection_requests_per_minute = 1_000_000;
     let options = StartOptions {
         clock: Clock::system(),
-        danger_fast_kdf: true,
+        danger_fast_kdf: !production_kdf,
     };
     (app::start(config, options).await.unwrap(), dir)
 }
@@ -228,19 +232,7 @@ async fn accept_over_http(addr: SocketAddr, cookie: &str, connection: &Id) -> Du
 }
 
 async fn login_cost(s: &Settings) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut config = Config {
-        data_dir: Some(dir.path().join("data")),
-        ..Config::default()
-    };
-    config.server.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.server.no_tor = true;
-    config.crypto.rsa_bits = s.rsa_bits;
-    config.rate_limits.login_per_username_per_minute = 1_000_000;
-    // The production argon2id cost: no danger_fast_kdf here.
-    let app = app::start(config, StartOptions::default()).await.unwrap();
+    let (app, _dir) = server(s, 1, true).await;
     let addr = app.listen_addr.unwrap();
     let kdf = app.state.kdf;
     let bits = s.rsa_bits;
@@ -307,7 +299,7 @@ async fn login_cost(s: &Settings) {
 }
 
 async fn send(s: &Settings) {
-    let (app, _dir) = server(s, 2).await;
+    let (app, _dir) = server(s, 2, false).await;
     let addr = app.listen_addr.unwrap();
     let store = app.state.store.clone();
     let ids = members(&store, "sender", 2, s.rsa_bits, s.dsa).await;
@@ -383,7 +375,7 @@ async fn send(s: &Settings) {
 async fn accept(s: &Settings, warm: bool) {
     let n = s.accepts;
     // Empty: no pool at all, every key is made on the spot. Warm: enough for every side.
-    let (app, _dir) = server(s, if warm { 2 * n } else { 0 }).await;
+    let (app, _dir) = server(s, if warm { 2 * n } else { 0 }, false).await;
     let addr = app.listen_addr.unwrap();
     let store = app.state.store.clone();
     let prefix = if warm { "warm" } else { "cold" };

@@ -9,9 +9,11 @@
 //! - [`Committer::reserve`] hands out the next sequence number of a conversation (from
 //!   memory; from `CONVERSATION_TO_LAST_SEQ` the first time) as a [`Ticket`]. The sender
 //!   then seals and signs with that number, in parallel with every other send.
-//! - [`Committer::commit`] queues the ticket with the writes that store the message. One
-//!   thread takes everything queued and writes it in **one** durable transaction, then
-//!   answers each sender — only after the commit that holds its message.
+//! - [`Committer::commit`] queues the ticket with the writes that store the message and
+//!   waits. One of the waiting senders (the first that finds nobody committing) takes
+//!   everything queued and writes it in **one** durable transaction, then each sender is
+//!   answered — only after the commit that holds its message. A lone sender commits its
+//!   own message on its own thread, as if there were no queue.
 //! - Within a conversation, messages commit in sequence order: a message waits while a
 //!   lower number is still being signed, so a live stream that has shown number `n` never
 //!   meets a later commit of a number below `n`. A ticket dropped without committing (an
@@ -19,8 +21,9 @@
 //!   be handed out again: nothing was stored under it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 use parking_lot::{Condvar, Mutex};
 use redb::{ReadableTable, WriteTransaction};
@@ -39,8 +42,9 @@ type Work = Box<dyn FnOnce(Option<&WriteTransaction>) -> (bool, Finish) + Send>;
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
 struct Job {
-    conversation: Id,
-    seq: u64,
+    /// The message's conversation and number; `None` for other small writes that only
+    /// share the commit (delivery marks), which need no order.
+    order: Option<(Id, u64)>,
     work: Work,
 }
 
@@ -57,6 +61,8 @@ struct Numbers {
 struct State {
     conversations: HashMap<Id, Numbers>,
     queued: Vec<Job>,
+    /// A sender is committing a batch right now.
+    leading: bool,
     closed: bool,
 }
 
@@ -79,30 +85,38 @@ impl State {
             return Vec::new();
         }
         let mut queued = std::mem::take(&mut self.queued);
-        queued.sort_by_key(|j| (j.conversation, j.seq));
+        queued.sort_by_key(|j| j.order);
         let mut ready = Vec::new();
         let mut held = Vec::new();
         let mut blocked: Option<Id> = None;
         let mut expect: Option<(Id, std::collections::btree_set::IntoIter<u64>)> = None;
         for job in queued {
-            if ready.len() >= MAX_BATCH || blocked == Some(job.conversation) {
+            let Some((conversation, seq)) = job.order else {
+                if ready.len() >= MAX_BATCH {
+                    held.push(job);
+                } else {
+                    ready.push(job);
+                }
+                continue;
+            };
+            if ready.len() >= MAX_BATCH || blocked == Some(conversation) {
                 held.push(job);
                 continue;
             }
-            if expect.as_ref().is_none_or(|(c, _)| *c != job.conversation) {
+            if expect.as_ref().is_none_or(|(c, _)| *c != conversation) {
                 let open = self
                     .conversations
-                    .get(&job.conversation)
+                    .get(&conversation)
                     .map(|n| n.open.clone())
                     .unwrap_or_default();
-                expect = Some((job.conversation, open.into_iter()));
+                expect = Some((conversation, open.into_iter()));
             }
             // The lowest open number of this conversation not yet taken must be this one.
             let lowest = expect.as_mut().and_then(|(_, it)| it.next());
-            if lowest == Some(job.seq) {
+            if lowest == Some(seq) {
                 ready.push(job);
             } else {
-                blocked = Some(job.conversation);
+                blocked = Some(conversation);
                 held.push(job);
             }
         }
@@ -115,7 +129,6 @@ struct Inner {
     store: Store,
     state: Mutex<State>,
     wake: Condvar,
-    thread: OnceLock<()>,
     /// Transactions committed (or tried) so far.
     batches: AtomicU64,
 }
@@ -173,7 +186,6 @@ impl Committer {
             store,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
-            thread: OnceLock::new(),
             batches: AtomicU64::new(0),
         }))
     }
@@ -223,18 +235,76 @@ impl Committer {
         mut ticket: Ticket,
         work: impl FnOnce(&WriteTransaction, u64) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.start();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, StoreError>>(1);
         let (conversation, seq) = (ticket.conversation, ticket.seq);
+        let queued = self.queue(Some((conversation, seq)), move |txn| {
+            let v = work(txn, seq)?;
+            note_last_seq(txn, &conversation, seq)?;
+            Ok(v)
+        });
+        // Queued: the commit resolves the number. Refused: the ticket releases it.
+        ticket.queued = queued.is_ok();
+        drop(ticket);
+        self.wait(queued?)
+    }
+
+    /// Run `work` (small writes that need no order, such as delivery marks; it must not
+    /// write before it has decided to) in the next shared transaction and wait until it is
+    /// durable. Blocking.
+    pub fn commit_any<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let rx = self.queue(None, work)?;
+        self.wait(rx)
+    }
+
+    /// Wait for a queued job's outcome, committing batches (this one's or others') while
+    /// nobody else does.
+    fn wait<T>(&self, rx: Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+        let inner = &*self.0;
+        let mut state = inner.state.lock();
+        loop {
+            match rx.try_recv() {
+                Ok(outcome) => return outcome,
+                Err(TryRecvError::Disconnected) => {
+                    return Err(StoreError::Join("a queued message was lost".into()));
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            let batch = if state.leading {
+                Vec::new()
+            } else {
+                state.take_ready()
+            };
+            if batch.is_empty() {
+                inner.wake.wait(&mut state);
+                continue;
+            }
+            state.leading = true;
+            drop(state);
+            let _leading = Leading {
+                inner,
+                done: batch.iter().filter_map(|j| j.order).collect(),
+            };
+            commit_batch(&inner.store, batch);
+            inner.batches.fetch_add(1, Ordering::Relaxed);
+            drop(_leading);
+            state = inner.state.lock();
+        }
+    }
+
+    /// Queue a job; the receiver of its outcome.
+    fn queue<T: Send + 'static>(
+        &self,
+        order: Option<(Id, u64)>,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Receiver<Result<T, StoreError>>, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, StoreError>>(1);
         let job = Job {
-            conversation,
-            seq,
+            order,
             work: Box::new(move |txn: Option<&WriteTransaction>| {
                 let outcome = match txn {
-                    Some(txn) => work(txn, seq).and_then(|v| {
-                        note_last_seq(txn, &conversation, seq)?;
-                        Ok(v)
-                    }),
+                    Some(txn) => work(txn),
                     None => Err(StoreError::Join("no write transaction".into())),
                 };
                 match outcome {
@@ -262,25 +332,8 @@ impl Committer {
                 return Err(StoreError::Join("the server is stopping".into()));
             }
             state.queued.push(job);
-            ticket.queued = true;
         }
-        drop(ticket);
-        self.0.wake.notify_all();
-        rx.recv()
-            .map_err(|_| StoreError::Join("the committer stopped".into()))?
-    }
-
-    /// Start the committing thread (once).
-    fn start(&self) {
-        self.0.thread.get_or_init(|| {
-            let inner = Arc::clone(&self.0);
-            let spawned = std::thread::Builder::new()
-                .name("gc-commit".into())
-                .spawn(move || run(&inner));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the message committer");
-            }
-        });
+        Ok(rx)
     }
 
     /// How many transactions have held messages so far.
@@ -288,7 +341,7 @@ impl Committer {
         self.0.batches.load(Ordering::Relaxed)
     }
 
-    /// Stop after committing what is queued; later sends are refused.
+    /// Refuse later sends (what is queued still commits).
     pub fn close(&self) {
         self.0.state.lock().closed = true;
         self.0.wake.notify_all();
@@ -305,32 +358,25 @@ fn note_last_seq(txn: &WriteTransaction, conversation: &Id, seq: u64) -> Result<
     Ok(())
 }
 
-/// The committing thread.
-fn run(inner: &Inner) {
-    loop {
-        let batch = {
-            let mut state = inner.state.lock();
-            loop {
-                let ready = state.take_ready();
-                if !ready.is_empty() {
-                    break ready;
-                }
-                if state.closed && state.queued.is_empty() {
-                    return;
-                }
-                inner.wake.wait(&mut state);
+/// A batch being committed by one sender. When it ends (also by unwinding), its numbers
+/// are resolved, the next sender may lead, and every waiter looks again.
+struct Leading<'a> {
+    inner: &'a Inner,
+    done: Vec<(Id, u64)>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut state = self.inner.state.lock();
+        for (conversation, seq) in &self.done {
+            if let Some(n) = state.conversations.get_mut(conversation) {
+                n.open.remove(seq);
             }
-        };
-        let done: Vec<(Id, u64)> = batch.iter().map(|j| (j.conversation, j.seq)).collect();
-        commit_batch(&inner.store, batch);
-        inner.batches.fetch_add(1, Ordering::Relaxed);
-        let mut state = inner.state.lock();
-        for (conversation, seq) in done {
-            if let Some(n) = state.conversations.get_mut(&conversation) {
-                n.open.remove(&seq);
-            }
-            state.tidy(&conversation);
+            state.tidy(conversation);
         }
+        state.leading = false;
+        drop(state);
+        self.inner.wake.notify_all();
     }
 }
 

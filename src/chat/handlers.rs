@@ -178,6 +178,7 @@ async fn render_page(
     let me = session.user_id;
     let data_key = session.data_key.clone();
     let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let loaded = ctx
         .state
         .store
@@ -189,7 +190,7 @@ async fn render_page(
             if before.is_none()
                 && let Some(last) = messages.last()
             {
-                super::mark_delivered(s, &me, &id, last.seq)?;
+                super::mark_delivered(s, &commits, &me, &id, last.seq)?;
             }
             Ok(Some((
                 conv.peer,

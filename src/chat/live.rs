@@ -247,9 +247,10 @@ fn push_items(
 }
 
 async fn mark_delivered(state: &AppState, me: Id, conversation: Id, upto: u64) {
+    let commits = state.commits.clone();
     if let Err(e) = state
         .store
-        .run(move |s| super::mark_delivered(s, &me, &conversation, upto))
+        .run(move |s| super::mark_delivered(s, &commits, &me, &conversation, upto))
         .await
     {
         tracing::warn!(error = %e, "marking messages delivered failed");

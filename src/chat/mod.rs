@@ -236,28 +236,30 @@ pub struct Header {
 
 /// The bytes a version-2 message's signature covers.
 pub fn signed_bytes_v2(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_TAG_V2.len() + 16 * 3 + 8 + 4 + 9 + ciphertext.len());
-    out.extend_from_slice(HEADER_TAG_V2);
-    out.extend_from_slice(conversation);
-    out.extend_from_slice(&h.sender);
-    out.extend_from_slice(&h.id);
-    out.extend_from_slice(&h.sent_at.to_be_bytes());
-    out.extend_from_slice(&h.epoch.to_be_bytes());
-    out.push(u8::from(h.expires_at.is_some()));
-    out.extend_from_slice(&h.expires_at.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(ciphertext.as_bytes());
-    out
+    header_bytes(HEADER_TAG_V2, conversation, h, None, ciphertext)
 }
 
-/// The bytes a version-3 message's signature covers.
+/// The bytes a version-3 message's signature covers (version 2's, with the sequence
+/// number after the message id).
 pub fn signed_bytes_v3(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(HEADER_TAG_V3.len() + 16 * 3 + 8 + 8 + 4 + 9 + ciphertext.len());
-    out.extend_from_slice(HEADER_TAG_V3);
+    header_bytes(HEADER_TAG_V3, conversation, h, Some(h.seq), ciphertext)
+}
+
+fn header_bytes(
+    tag: &[u8],
+    conversation: &Id,
+    h: &Header,
+    seq: Option<u64>,
+    ciphertext: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tag.len() + 16 * 3 + 8 + 8 + 4 + 9 + ciphertext.len());
+    out.extend_from_slice(tag);
     out.extend_from_slice(conversation);
     out.extend_from_slice(&h.sender);
     out.extend_from_slice(&h.id);
-    out.extend_from_slice(&h.seq.to_be_bytes());
+    if let Some(seq) = seq {
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
     out.extend_from_slice(&h.sent_at.to_be_bytes());
     out.extend_from_slice(&h.epoch.to_be_bytes());
     out.push(u8::from(h.expires_at.is_some()));
@@ -701,10 +703,11 @@ pub fn send(
     })
 }
 
-/// Mark `member`'s messages in `conversation` up to `upto` (inclusive) as delivered.
-/// Not durable on its own: losing it in a crash only shows a message again.
+/// Mark `member`'s messages in `conversation` up to `upto` (inclusive) as delivered, in
+/// a commit shared with other writes (every open stream of a group marks at once).
 pub fn mark_delivered(
     store: &Store,
+    commits: &commit::Committer,
     member: &Id,
     conversation: &Id,
     upto: u64,
@@ -722,13 +725,14 @@ pub fn mark_delivered(
     }
     // Durable like every commit: redb refuses non-durable commits on a file that other
     // processes (backup, status) may open, and a lost delivery mark would only re-deliver.
-    let txn = store.write()?;
-    txn.open_table(UNDELIVERED)?.retain_in(
-        (*member, *conversation, 0)..=(*member, *conversation, upto),
-        |_, _| false,
-    )?;
-    txn.commit()?;
-    Ok(())
+    let (member, conversation) = (*member, *conversation);
+    commits.commit_any(move |txn| {
+        txn.open_table(UNDELIVERED)?.retain_in(
+            (member, conversation, 0)..=(member, conversation, upto),
+            |_, _| false,
+        )?;
+        Ok(())
+    })
 }
 
 /// Number of undelivered messages per conversation for `member`.

@@ -240,6 +240,7 @@ pub(super) async fn render_page(
     let me = session.user_id;
     let data_key = session.data_key.clone();
     let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let loaded = ctx
         .state
         .store
@@ -251,7 +252,7 @@ pub(super) async fn render_page(
             if before.is_none()
                 && let Some(last) = messages.last()
             {
-                crate::chat::mark_delivered(s, &me, &id, last.seq)?;
+                crate::chat::mark_delivered(s, &commits, &me, &id, last.seq)?;
             }
             // The events among these messages: back to the oldest one shown when older
             // messages exist, else back to the start of this membership.
