@@ -197,25 +197,15 @@ impl Committer {
         if state.closed {
             return Err(StoreError::Join("the server is stopping".into()));
         }
-        if !state.conversations.contains_key(conversation) {
-            let last = {
-                let txn = self.0.store.read()?;
-                let table = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
-                table.get(conversation)?.map_or(0, |g| g.value())
-            };
-            state.conversations.insert(
-                *conversation,
-                Numbers {
-                    next: last.saturating_add(1),
-                    open: BTreeSet::new(),
-                },
-            );
-        }
-        let numbers = state
-            .conversations
-            .get_mut(conversation)
-            .ok_or_else(|| StoreError::Corrupt("sequence numbers vanished".into()))?;
-        let seq = numbers.next;
+        // Other writers take numbers too (group events, in their own transactions): never
+        // hand out one the store already used.
+        let last = {
+            let txn = self.0.store.read()?;
+            let table = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
+            table.get(conversation)?.map_or(0, |g| g.value())
+        };
+        let numbers = state.conversations.entry(*conversation).or_default();
+        let seq = numbers.next.max(last.saturating_add(1));
         numbers.next = seq.saturating_add(1);
         numbers.open.insert(seq);
         Ok(Ticket {
@@ -230,16 +220,26 @@ impl Committer {
     /// a transaction shared with other messages; it must not write before it has decided
     /// to) and wait until the transaction holding it is durable. Blocking: call it on the
     /// blocking pool. `work` also records the conversation's last sequence number.
+    ///
+    /// `None` when a writer outside the committer (a group event) took the ticket's
+    /// number meanwhile: nothing was written, and the sender signs again with a new one.
     pub fn commit<T: Send + 'static>(
         &self,
         mut ticket: Ticket,
         work: impl FnOnce(&WriteTransaction, u64) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    ) -> Result<Option<T>, StoreError> {
         let (conversation, seq) = (ticket.conversation, ticket.seq);
         let queued = self.queue(Some((conversation, seq)), move |txn| {
+            let taken = txn
+                .open_table(CONVERSATION_TO_LAST_SEQ)?
+                .get(&conversation)?
+                .is_some_and(|g| g.value() >= seq);
+            if taken {
+                return Ok(None);
+            }
             let v = work(txn, seq)?;
             note_last_seq(txn, &conversation, seq)?;
-            Ok(v)
+            Ok(Some(v))
         });
         // Queued: the commit resolves the number. Refused: the ticket releases it.
         ticket.queued = queued.is_ok();
@@ -450,18 +450,34 @@ mod tests {
             o1.lock().push(seq);
             Ok(seq)
         });
-        assert_eq!(first.unwrap(), 1);
-        assert_eq!(second.join().unwrap().unwrap(), 2);
+        assert_eq!(first.unwrap(), Some(1));
+        assert_eq!(second.join().unwrap().unwrap(), Some(2));
         assert_eq!(*order.lock(), vec![1, 2]);
 
         // 3 is dropped (an error while signing): 4 does not wait for it.
         let (t3, t4) = (c.reserve(&conv).unwrap(), c.reserve(&conv).unwrap());
         drop(t3);
-        assert_eq!(c.commit(t4, |_, seq| Ok(seq)).unwrap(), 4);
+        assert_eq!(c.commit(t4, |_, seq| Ok(seq)).unwrap(), Some(4));
+
+        // A number taken by another writer meanwhile: nothing stored, sign again.
+        let t5 = c.reserve(&conv).unwrap();
+        assert_eq!(t5.seq(), 5);
+        let txn = store.write().unwrap();
+        txn.open_table(CONVERSATION_TO_LAST_SEQ)
+            .unwrap()
+            .insert(conv, 5u64)
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(c.commit(t5, |_, seq| Ok(seq)).unwrap(), None);
+        assert_eq!(
+            c.reserve(&conv).unwrap().seq(),
+            6,
+            "the store's number is skipped"
+        );
 
         // The store keeps the last number: a new committer (a restart) goes on from it.
         let again = Committer::new(store.clone());
-        assert_eq!(again.reserve(&conv).unwrap().seq(), 5);
+        assert_eq!(again.reserve(&conv).unwrap().seq(), 6);
         c.close();
         assert!(c.reserve(&conv).is_err(), "closed");
     }
@@ -483,7 +499,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         gate.abort().unwrap();
         for h in handles {
-            assert_eq!(h.join().unwrap().unwrap(), 1);
+            assert_eq!(h.join().unwrap().unwrap(), Some(1));
         }
         // The first may have been taken alone before the others arrived; the other seven
         // waited together for the writer and went in one transaction.
@@ -511,6 +527,6 @@ mod tests {
         assert_eq!(stored(&store), None, "nothing of the failed one was stored");
         let t = c.reserve(&[9; 16]).unwrap();
         let seq = c.commit(t, |_, seq| Ok(seq)).unwrap();
-        assert_eq!(stored(&store), Some(seq));
+        assert_eq!(stored(&store), seq);
     }
 }

@@ -666,21 +666,52 @@ pub fn send(
         .ok_or_else(side_secrets_missing)?;
     let crypto = |e: crate::crypto::CryptoError| StoreError::Encode(format!("message: {e}"));
     let signing = secrets.signing_key().map_err(crypto)?;
-    let ticket = commits.reserve(conversation)?;
-    let id: Id = random_bytes();
-    let header = Header {
-        sender: *sender,
-        id,
-        seq: ticket.seq(),
-        sent_at: now,
-        epoch: 0,
-        expires_at: timer.map(|t| now.saturating_add(t)),
-    };
-    let record =
-        seal_message(conversation, &header, &secrets.chat_key, &signing, text).map_err(crypto)?;
+    // Only the committer numbers one-to-one messages; a second round is a safeguard.
+    for _ in 0..3 {
+        let ticket = commits.reserve(conversation)?;
+        let id: Id = random_bytes();
+        let header = Header {
+            sender: *sender,
+            id,
+            seq: ticket.seq(),
+            sent_at: now,
+            epoch: 0,
+            expires_at: timer.map(|t| now.saturating_add(t)),
+        };
+        let record = seal_message(conversation, &header, &secrets.chat_key, &signing, text)
+            .map_err(crypto)?;
+        let outcome = commit_direct(
+            commits,
+            ticket,
+            conversation,
+            sender,
+            &side.other,
+            &record,
+            now,
+        )?;
+        if let Some(sent) = outcome {
+            return Ok(sent);
+        }
+    }
+    Err(StoreError::Corrupt(
+        "sequence numbers kept being taken".into(),
+    ))
+}
+
+/// Store a sealed one-to-one message under `ticket`'s number: `None` when the number was
+/// taken meanwhile; `Some(None)` when the connection went away while it was signed.
+fn commit_direct(
+    commits: &commit::Committer,
+    ticket: commit::Ticket,
+    conversation: &Id,
+    sender: &Id,
+    recipient: &Id,
+    record: &MessageRecord,
+    now: UnixTime,
+) -> Result<Option<Option<Sent>>, StoreError> {
     let encoded = record.encode()?;
-    let (conversation, sender, recipient) = (*conversation, *sender, side.other);
-    let expires_at = record.expires_at;
+    let (conversation, sender, recipient) = (*conversation, *sender, *recipient);
+    let (id, expires_at) = (record.id, record.expires_at);
     commits.commit(ticket, move |txn, seq| {
         // Still there? (Removed or blocked while we were signing.)
         let Some(current) = connections::side_in(txn, &conversation, &sender)? else {

@@ -78,9 +78,10 @@ pub fn send(
             Ok(Outcome::Sent(GroupSent { seq, id, members }))
         })?;
         match outcome {
-            Outcome::Sent(sent) => return Ok(Some(sent)),
-            Outcome::NotMember => return Ok(None),
-            Outcome::EpochChanged => continue,
+            Some(Outcome::Sent(sent)) => return Ok(Some(sent)),
+            Some(Outcome::NotMember) => return Ok(None),
+            // A new epoch, or the number taken by a group event: seal and sign again.
+            Some(Outcome::EpochChanged) | None => continue,
         }
     }
     Err(StoreError::Corrupt(

@@ -287,11 +287,23 @@ async fn an_expired_message_is_never_served_before_the_sweeper_runs() {
                     .unwrap()
                     .receiver
             };
+            // The group's messages: group events share its numbering.
+            let seqs: Vec<([u8; 16], u64)> = {
+                let m = txn.open_table(MESSAGES).unwrap();
+                [conn, gid]
+                    .iter()
+                    .flat_map(|c| {
+                        m.range((*c, 0)..=(*c, u64::MAX))
+                            .unwrap()
+                            .map(|r| r.unwrap().0.value())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            assert_eq!(seqs.len(), 4);
             let mut u = txn.open_table(UNDELIVERED).unwrap();
-            for c in [conn, gid] {
-                for seq in 1..=2 {
-                    u.insert((bob_id, c, seq), ()).unwrap();
-                }
+            for (c, seq) in seqs {
+                u.insert((bob_id, c, seq), ()).unwrap();
             }
         }
         txn.commit().unwrap();
@@ -324,5 +336,25 @@ async fn an_expired_message_is_never_served_before_the_sweeper_runs() {
 
     // All of that while the expired rows were still stored.
     assert!(still_stored(&store, &conn, 1));
-    assert!(still_stored(&store, &gid, 1));
+    let first_group_message = {
+        let txn = store.read().unwrap();
+        let t = txn.open_table(MESSAGES).unwrap();
+        t.range((gid, 0)..=(gid, u64::MAX))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .0
+            .value()
+            .1
+    };
+    assert!(still_stored(&store, &gid, first_group_message));
+    let txn = store.read().unwrap();
+    let t = txn.open_table(MESSAGES).unwrap();
+    let expired =
+        MessageRecord::decode(t.get((gid, first_group_message)).unwrap().unwrap().value()).unwrap();
+    assert!(
+        expired.expires_at.is_some(),
+        "the timed one is still stored"
+    );
 }
