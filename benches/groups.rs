@@ -255,6 +255,7 @@ async fn run(s: Settings) {
     drop(text(body).await);
     let session_key = data_key_of(&store, "member000");
     let posts = s.posts;
+    let commits = state.commits.clone();
     let direct = store
         .run(move |store| {
             let mut out = Vec::with_capacity(posts);
@@ -262,6 +263,7 @@ async fn run(s: Settings) {
                 let t = Instant::now();
                 ghostcache::groups::send(
                     store,
+                    &commits,
                     &group,
                     &sender,
                     &session_key,

@@ -148,6 +148,7 @@ async fn run(s: Settings) {
     let delivery_der = Arc::new(delivery_der.to_vec());
     let (chats, groups, invites, unread) = (s.chats, s.groups, s.invites, s.unread);
     let peers = chats.max(groups).max(invites);
+    let commits = app.state.commits.clone();
     let reader: Id = store
         .run(move |store| {
             let mut members: Vec<(Id, SecretKey)> = Vec::with_capacity(peers + 1);
@@ -177,8 +178,17 @@ async fn run(s: Settings) {
                 )?
                 .unwrap();
                 for m in 0..unread {
-                    ghostcache::chat::send(store, &c, peer, peer_key, &format!("m{m}"), now, None)?
-                        .unwrap();
+                    ghostcache::chat::send(
+                        store,
+                        &commits,
+                        &c,
+                        peer,
+                        peer_key,
+                        &format!("m{m}"),
+                        now,
+                        None,
+                    )?
+                    .unwrap();
                 }
             }
             for (i, (peer, peer_key)) in members.iter().enumerate().skip(1).take(groups + invites) {
@@ -208,6 +218,7 @@ async fn run(s: Settings) {
                 for m in 0..unread {
                     ghostcache::groups::send(
                         store,
+                        &commits,
                         &g,
                         peer,
                         peer_key,

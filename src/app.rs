@@ -30,6 +30,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub limits: Limits,
     pub keypool: Arc<KeyPool>,
+    /// Sequence numbers and group commit of chat messages.
+    pub commits: crate::chat::commit::Committer,
     /// Live chat streams and online status.
     pub hub: Arc<Hub>,
     /// argon2id parameters for new passwords.
@@ -203,6 +205,7 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
         dummy: DummyCredentials::new(kdf),
         kdf,
         clock: options.clock.clone(),
+        commits: crate::chat::commit::Committer::new(store.clone()),
         store,
         config,
         pending_destruction: Mutex::new(HashSet::new()),
@@ -310,6 +313,7 @@ impl RunningApp {
         }
         self.state.sessions.clear();
         self.state.keypool.close();
+        self.state.commits.close();
     }
 }
 

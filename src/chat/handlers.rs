@@ -178,6 +178,7 @@ async fn render_page(
     let me = session.user_id;
     let data_key = session.data_key.clone();
     let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let loaded = ctx
         .state
         .store
@@ -185,11 +186,11 @@ async fn render_page(
             let Some(conv) = super::open(s, &id, &me, &data_key)? else {
                 return Ok(None);
             };
-            let (messages, more) = conv.history(s, before, HISTORY_PAGE)?;
+            let (messages, more) = conv.history(s, before, HISTORY_PAGE, now)?;
             if before.is_none()
                 && let Some(last) = messages.last()
             {
-                super::mark_delivered(s, &me, &id, last.seq)?;
+                super::mark_delivered(s, &commits, &me, &id, last.seq)?;
             }
             Ok(Some((
                 conv.peer,
@@ -342,10 +343,22 @@ async fn send(
     };
     let data_key = session.data_key.clone();
     let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let sent = ctx
         .state
         .store
-        .run(move |s| super::send(s, &conversation, &me, &data_key, &text, now, timer))
+        .run(move |s| {
+            super::send(
+                s,
+                &commits,
+                &conversation,
+                &me,
+                &data_key,
+                &text,
+                now,
+                timer,
+            )
+        })
         .await?
         .ok_or(AppError::NotFound)?;
     ctx.state.hub.publish(
@@ -584,10 +597,11 @@ async fn poll(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
     let session = ctx.require_session()?;
     let me = session.user_id;
     let data_key = session.data_key.clone();
+    let now = ctx.now;
     let (messages, more) = ctx
         .state
         .store
-        .run(move |s| super::poll(s, &me, &data_key, POLL_LIMIT))
+        .run(move |s| super::poll(s, &me, &data_key, POLL_LIMIT, now))
         .await?;
     let messages: Vec<serde_json::Value> = messages
         .iter()

@@ -174,7 +174,7 @@ async fn start(
         let c = Arc::clone(&conv);
         state
             .store
-            .run(move |s| c.since(s, after, CATCH_UP_LIMIT))
+            .run(move |s| c.since(s, after, CATCH_UP_LIMIT, now))
             .await?
     };
     let events = {
@@ -247,9 +247,10 @@ fn push_items(
 }
 
 async fn mark_delivered(state: &AppState, me: Id, conversation: Id, upto: u64) {
+    let commits = state.commits.clone();
     if let Err(e) = state
         .store
-        .run(move |s| super::mark_delivered(s, &me, &conversation, upto))
+        .run(move |s| super::mark_delivered(s, &commits, &me, &conversation, upto))
         .await
     {
         tracing::warn!(error = %e, "marking messages delivered failed");
@@ -420,9 +421,10 @@ impl Live {
     async fn read_new(&self) -> Result<(Vec<Shown>, bool), crate::store::StoreError> {
         let conv = Arc::clone(&self.conv);
         let after = self.last;
+        let now = self.state.clock.now();
         self.state
             .store
-            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT))
+            .run(move |s| conv.since(s, after, CATCH_UP_LIMIT, now))
             .await
     }
 

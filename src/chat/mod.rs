@@ -6,19 +6,36 @@
 //! with a signature by the sender's private key for that conversation over
 //!
 //! ```text
-//! "ghostcache-msg-v2\0" || conversation id (16) || sender id (16) || message id (16)
-//!     || sent_at (i64, big-endian) || epoch (u32, big-endian; 0 one-to-one)
+//! "ghostcache-msg-v3\0" || conversation id (16) || sender id (16) || message id (16)
+//!     || sequence number (u64, big-endian) || sent_at (i64, big-endian)
+//!     || epoch (u32, big-endian; 0 one-to-one)
 //!     || timer flag (1) || expires_at (i64, big-endian; 0 without a timer)
 //!     || ciphertext (the Fernet token's ASCII)
 //! ```
 //!
 //! The header is fixed-length, so the signed bytes are unambiguous; it binds the message to
-//! its conversation, sender, id, time, key epoch and self-destruct deadline, so a stored
-//! message cannot be replayed into another conversation, attributed to someone else, or
-//! have its timer lifted. Readers verify the signature before decrypting and show each
-//! message's status; a message that fails is never shown as verified, and its text is
-//! withheld. Messages stored before self-destruct existed (record version 1) were signed
-//! over the version-1 header (the same without epoch and timer) and are checked against it.
+//! its conversation, place in it, sender, id, time, key epoch and self-destruct deadline,
+//! so a stored message cannot be replayed into another conversation or copied to another
+//! place in its own, attributed to someone else, or have its timer lifted. Readers verify
+//! the signature before decrypting and show each message's status; a message that fails is
+//! never shown as verified, and its text is withheld. The sequence number is reserved
+//! before signing and the message committed in order (see [`commit`]).
+//!
+//! # Record versions
+//!
+//! The first byte of a stored message says which layout and which signed header it has;
+//! each version is decoded by its own arm of [`MessageRecord::decode`], and a new kind of
+//! message is a new version there (never a reinterpretation of an old one):
+//!
+//! 1. header `ghostcache-msg-v1` (no epoch, timer or sequence number);
+//! 2. header `ghostcache-msg-v2` (epoch and timer; no sequence number);
+//! 3. header `ghostcache-msg-v3` (the above; what this code writes).
+//!
+//! Versions 1 and 2 stay as they are (re-signing needs the sender's key): they still
+//! verify against their own headers, but since those do not bind the sequence number, a
+//! reader accepts them only at or below the last sequence number the conversation had
+//! when that reader first opened it with this code (`legacy_upto`, kept in the reader's
+//! own sealed secrets): an old message copied to a new place is refused.
 //!
 //! Self-destructing messages: a message with a timer has a row in `MESSAGE_DEADLINES`;
 //! [`expire_due`] (the sweeper's expiry loop) deletes it, its index row and its delivery
@@ -28,6 +45,7 @@
 //! one-to-one chats and groups alike ([`thread::Thread`]).
 //! Functions here block (redb, RSA) and are called through `Store::run`.
 
+pub mod commit;
 pub mod delete;
 pub mod handlers;
 pub mod hub;
@@ -52,6 +70,8 @@ use crate::store::{Id, Record, Store, StoreError};
 const HEADER_TAG: &[u8] = b"ghostcache-msg-v1\0";
 /// Domain separation of signed message headers (record version 2: epoch and timer).
 const HEADER_TAG_V2: &[u8] = b"ghostcache-msg-v2\0";
+/// Domain separation of signed message headers (record version 3: the sequence number).
+const HEADER_TAG_V3: &[u8] = b"ghostcache-msg-v3\0";
 
 /// Self-destruct timers a sender may choose: (seconds, label).
 pub const TIMERS: &[(i64, &str)] = &[
@@ -84,10 +104,19 @@ pub const POLL_LIMIT: usize = 100;
 /// Which header a message's signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderFormat {
-    /// Record version 1 (no epoch, no timer).
+    /// Record version 1 (no epoch, no timer, no sequence number).
     V1,
-    #[default]
+    /// Record version 2 (no sequence number).
     V2,
+    #[default]
+    V3,
+}
+
+impl HeaderFormat {
+    /// Whether the signature covers the message's sequence number.
+    pub fn binds_seq(self) -> bool {
+        self == HeaderFormat::V3
+    }
 }
 
 /// A stored message.
@@ -126,14 +155,21 @@ impl std::fmt::Debug for MessageRecord {
 }
 
 impl Record for MessageRecord {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
     const NAME: &'static str = "message";
 
-    /// Version 2, or version 1 (messages stored before epochs and timers existed).
+    /// Version 3; or 2 or 1, stored by earlier versions (see the module documentation).
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("message: {e}"));
         match bytes.split_first() {
-            Some((&2, body)) => postcard::from_bytes(body).map_err(corrupt),
+            // Versions 2 and 3 share a layout; they differ in the signed header.
+            Some((&3, body)) => postcard::from_bytes(body).map_err(corrupt),
+            Some((&2, body)) => postcard::from_bytes(body)
+                .map(|r: Self| Self {
+                    format: HeaderFormat::V2,
+                    ..r
+                })
+                .map_err(corrupt),
             Some((&1, body)) => {
                 let v1: MessageRecordV1 = postcard::from_bytes(body).map_err(corrupt)?;
                 Ok(Self {
@@ -148,7 +184,7 @@ impl Record for MessageRecord {
                 })
             }
             Some((&v, _)) => Err(StoreError::Corrupt(format!(
-                "message record version {v} (this binary reads 1 and 2)"
+                "message record version {v} (this binary reads 1 to 3)"
             ))),
             None => Err(StoreError::Corrupt("empty message record".into())),
         }
@@ -156,8 +192,16 @@ impl Record for MessageRecord {
 }
 
 impl MessageRecord {
-    /// The bytes this message's signature covers, in conversation `conversation`.
-    pub fn signed_bytes(&self, conversation: &Id) -> Vec<u8> {
+    /// The bytes this message's signature covers, at place `seq` of `conversation`.
+    pub fn signed_bytes(&self, conversation: &Id, seq: u64) -> Vec<u8> {
+        let header = Header {
+            sender: self.sender,
+            id: self.id,
+            seq,
+            sent_at: self.sent_at,
+            epoch: self.epoch,
+            expires_at: self.expires_at,
+        };
         match self.format {
             HeaderFormat::V1 => signed_bytes(
                 conversation,
@@ -166,26 +210,25 @@ impl MessageRecord {
                 self.sent_at,
                 &self.ciphertext,
             ),
-            HeaderFormat::V2 => signed_bytes_v2(
-                conversation,
-                &Header {
-                    sender: self.sender,
-                    id: self.id,
-                    sent_at: self.sent_at,
-                    epoch: self.epoch,
-                    expires_at: self.expires_at,
-                },
-                &self.ciphertext,
-            ),
+            HeaderFormat::V2 => signed_bytes_v2(conversation, &header, &self.ciphertext),
+            HeaderFormat::V3 => signed_bytes_v3(conversation, &header, &self.ciphertext),
         }
+    }
+
+    /// Whether this message has reached its self-destruct deadline at `now` (then nothing
+    /// serves it, whether or not the sweeper has deleted it yet).
+    pub fn expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|d| d <= now)
     }
 }
 
-/// The header fields of a version-2 message.
+/// The header fields of a message.
 #[derive(Debug, Clone, Copy)]
 pub struct Header {
     pub sender: Id,
     pub id: Id,
+    /// Its place in the conversation (signed from version 3 on).
+    pub seq: u64,
     pub sent_at: UnixTime,
     pub epoch: u32,
     pub expires_at: Option<UnixTime>,
@@ -193,11 +236,30 @@ pub struct Header {
 
 /// The bytes a version-2 message's signature covers.
 pub fn signed_bytes_v2(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_TAG_V2.len() + 16 * 3 + 8 + 4 + 9 + ciphertext.len());
-    out.extend_from_slice(HEADER_TAG_V2);
+    header_bytes(HEADER_TAG_V2, conversation, h, None, ciphertext)
+}
+
+/// The bytes a version-3 message's signature covers (version 2's, with the sequence
+/// number after the message id).
+pub fn signed_bytes_v3(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u8> {
+    header_bytes(HEADER_TAG_V3, conversation, h, Some(h.seq), ciphertext)
+}
+
+fn header_bytes(
+    tag: &[u8],
+    conversation: &Id,
+    h: &Header,
+    seq: Option<u64>,
+    ciphertext: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tag.len() + 16 * 3 + 8 + 8 + 4 + 9 + ciphertext.len());
+    out.extend_from_slice(tag);
     out.extend_from_slice(conversation);
     out.extend_from_slice(&h.sender);
     out.extend_from_slice(&h.id);
+    if let Some(seq) = seq {
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
     out.extend_from_slice(&h.sent_at.to_be_bytes());
     out.extend_from_slice(&h.epoch.to_be_bytes());
     out.push(u8::from(h.expires_at.is_some()));
@@ -206,7 +268,7 @@ pub fn signed_bytes_v2(conversation: &Id, h: &Header, ciphertext: &str) -> Vec<u
     out
 }
 
-/// Encrypt `text` under `key` and sign the version-2 header: a new message record. The
+/// Encrypt `text` under `key` and sign the version-3 header: a new message record. The
 /// signed bytes are the server's own (a header it built, a ciphertext it made).
 pub fn seal_message(
     conversation: &Id,
@@ -216,7 +278,7 @@ pub fn seal_message(
     text: &str,
 ) -> Result<MessageRecord, crate::crypto::CryptoError> {
     let ciphertext = key.seal(text.as_bytes())?;
-    let signature = signing.sign(&signed_bytes_v2(conversation, header, &ciphertext))?;
+    let signature = signing.sign(&signed_bytes_v3(conversation, header, &ciphertext))?;
     Ok(MessageRecord {
         id: header.id,
         sender: header.sender,
@@ -225,22 +287,36 @@ pub fn seal_message(
         expires_at: header.expires_at,
         ciphertext,
         signature,
-        format: HeaderFormat::V2,
+        format: HeaderFormat::V3,
     })
 }
 
-/// Verify and decrypt one stored message for its reader: the sender's verifying key (if
-/// the reader knows one) and the key for the message's epoch (if the reader holds it).
+/// What a reader trusts when checking the messages of one conversation: the verifying
+/// key of each sender as the reader's own sealed secrets vouch for it, and how far
+/// messages in the older formats (which do not sign their sequence number) may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    /// The sender's verifying key, if the reader knows and trusts one.
+    pub sender_key: Option<&'a VerifyingKey>,
+    /// Messages of versions 1 and 2 are accepted at or below this sequence number only.
+    pub legacy_upto: u64,
+}
+
+/// Verify and decrypt one stored message for its reader: what the reader trusts (the
+/// sender's verifying key, if known) and the key for the message's epoch (if held).
 pub fn show_record(
     conversation: &Id,
     me: &Id,
     seq: u64,
     record: &MessageRecord,
-    sender_key: Option<&VerifyingKey>,
+    trust: Trust<'_>,
     key: Option<&SecretKey>,
 ) -> Shown {
-    let verified =
-        sender_key.is_some_and(|k| k.verify(&record.signed_bytes(conversation), &record.signature));
+    let in_place = record.format.binds_seq() || seq <= trust.legacy_upto;
+    let verified = in_place
+        && trust
+            .sender_key
+            .is_some_and(|k| k.verify(&record.signed_bytes(conversation, seq), &record.signature));
     let (text, status) = if !verified {
         (None, Verification::BadSignature)
     } else {
@@ -327,6 +403,11 @@ pub struct Conversation {
     pub peer_name: String,
     pub my_key: VerifyingKey,
     pub peer_key: VerifyingKey,
+    /// Whether both public keys on the connection are the ones this member's own sealed
+    /// secrets vouch for. When not (someone rewrote them in the file), nothing verifies.
+    pub keys_authentic: bool,
+    /// Messages in the older formats are accepted up to here (see the module docs).
+    legacy_upto: u64,
     chat_key: SecretKey,
 }
 
@@ -402,7 +483,8 @@ pub fn open(
     ) else {
         return Ok(None);
     };
-    let secrets = keys::open_side(store, id, me, data_key)?.ok_or_else(side_secrets_missing)?;
+    let secrets =
+        keys::open_side(store, id, me, data_key, &side.record)?.ok_or_else(side_secrets_missing)?;
     Ok(Some(Conversation {
         id: *id,
         me: *me,
@@ -410,6 +492,8 @@ pub fn open(
         peer_name: side.other_name,
         my_key,
         peer_key,
+        keys_authentic: secrets.keys_authentic,
+        legacy_upto: secrets.legacy_upto,
         chat_key: secrets.chat_key,
     }))
 }
@@ -417,7 +501,9 @@ pub fn open(
 impl Conversation {
     /// Verify and decrypt one stored message.
     pub fn show(&self, seq: u64, record: &MessageRecord) -> Shown {
-        let key = if record.sender == self.me {
+        let key = if !self.keys_authentic {
+            None
+        } else if record.sender == self.me {
             Some(&self.my_key)
         } else if record.sender == self.peer {
             Some(&self.peer_key)
@@ -426,7 +512,11 @@ impl Conversation {
         };
         // One-to-one messages carry epoch 0; anything else is not under this chat key.
         let chat_key = (record.epoch == 0).then_some(&self.chat_key);
-        show_record(&self.id, &self.me, seq, record, key, chat_key)
+        let trust = Trust {
+            sender_key: key,
+            legacy_upto: self.legacy_upto,
+        };
+        show_record(&self.id, &self.me, seq, record, trust, chat_key)
     }
 
     /// Up to `limit` messages before sequence number `before` (or the latest), oldest
@@ -436,22 +526,13 @@ impl Conversation {
         store: &Store,
         before: Option<u64>,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
+        let end = before.unwrap_or(u64::MAX);
         let txn = store.read()?;
         let table = txn.open_table(MESSAGES)?;
-        let end = before.unwrap_or(u64::MAX);
-        let mut out = Vec::with_capacity(limit.min(HISTORY_PAGE));
-        let mut more = false;
-        for row in table.range((self.id, 0)..(self.id, end))?.rev() {
-            let (k, v) = row?;
-            if out.len() >= limit {
-                more = true;
-                break;
-            }
-            out.push(self.show(k.value().1, &MessageRecord::decode(v.value())?));
-        }
-        out.reverse();
-        Ok((out, more))
+        let range = table.range((self.id, 0)..(self.id, end))?.rev();
+        read_newest(range, limit, now, |seq, r| self.show(seq, r))
     }
 
     /// The latest `limit` messages after sequence number `after`, oldest first; and
@@ -461,33 +542,76 @@ impl Conversation {
         store: &Store,
         after: u64,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
+        let start = after.saturating_add(1);
         let txn = store.read()?;
         let table = txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        let mut skipped = false;
-        let start = after.saturating_add(1);
-        for row in table.range((self.id, start)..=(self.id, u64::MAX))?.rev() {
-            let (k, v) = row?;
-            if out.len() >= limit {
-                skipped = true;
-                break;
-            }
-            out.push(self.show(k.value().1, &MessageRecord::decode(v.value())?));
-        }
-        out.reverse();
-        Ok((out, skipped))
+        let range = table.range((self.id, start)..=(self.id, u64::MAX))?.rev();
+        read_newest(range, limit, now, |seq, r| self.show(seq, r))
     }
 
-    /// One message by sequence number (`None` if it is gone).
-    pub fn message(&self, store: &Store, seq: u64) -> Result<Option<Shown>, StoreError> {
-        let txn = store.read()?;
-        let table = txn.open_table(MESSAGES)?;
-        let Some(v) = table.get((self.id, seq))? else {
-            return Ok(None);
-        };
-        Ok(Some(self.show(seq, &MessageRecord::decode(v.value())?)))
+    /// One message by sequence number (`None` if it is gone or has expired).
+    pub fn message(
+        &self,
+        store: &Store,
+        seq: u64,
+        now: UnixTime,
+    ) -> Result<Option<Shown>, StoreError> {
+        read_one(store, &self.id, seq, now, |seq, r| self.show(seq, r))
     }
+}
+
+/// Up to `limit` messages from `rows` (newest first), skipping those that have expired,
+/// shown by `show`; oldest first, and whether older ones were left out.
+pub(crate) fn read_newest<'a>(
+    rows: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, (Id, u64)>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+    limit: usize,
+    now: UnixTime,
+    show: impl Fn(u64, &MessageRecord) -> Shown,
+) -> Result<(Vec<Shown>, bool), StoreError> {
+    let mut out = Vec::with_capacity(limit.min(HISTORY_PAGE));
+    let mut more = false;
+    for row in rows {
+        let (k, v) = row?;
+        let record = MessageRecord::decode(v.value())?;
+        // Past its deadline it is never served, even before the sweeper deletes it.
+        if record.expired(now) {
+            continue;
+        }
+        if out.len() >= limit {
+            more = true;
+            break;
+        }
+        out.push(show(k.value().1, &record));
+    }
+    out.reverse();
+    Ok((out, more))
+}
+
+/// Message `seq` of `conversation`, shown by `show`; `None` if gone or expired.
+pub(crate) fn read_one(
+    store: &Store,
+    conversation: &Id,
+    seq: u64,
+    now: UnixTime,
+    show: impl Fn(u64, &MessageRecord) -> Shown,
+) -> Result<Option<Shown>, StoreError> {
+    let txn = store.read()?;
+    let table = txn.open_table(MESSAGES)?;
+    let Some(v) = table.get((*conversation, seq))? else {
+        return Ok(None);
+    };
+    let record = MessageRecord::decode(v.value())?;
+    Ok((!record.expired(now)).then(|| show(seq, &record)))
 }
 
 /// A message just stored.
@@ -516,9 +640,15 @@ pub fn index_deadline_in(
 
 /// Encrypt, sign and store a message from `sender` in connection `conversation`, with an
 /// optional self-destruct timer (seconds, one of [`TIMERS`]). `text` must have passed
-/// [`clean_text`]. `None` when `sender` has no accepted connection by that id.
+/// [`clean_text`]. `None` when `sender` has no accepted connection by that id. Waits for
+/// the durable commit that holds the message (shared with other sends, see [`commit`]).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one send: who, where, what, when"
+)]
 pub fn send(
     store: &Store,
+    commits: &commit::Committer,
     conversation: &Id,
     sender: &Id,
     data_key: &SecretKey,
@@ -532,55 +662,83 @@ pub fn send(
     if !side.record.is_accepted() {
         return Ok(None);
     }
-    let secrets =
-        keys::open_side(store, conversation, sender, data_key)?.ok_or_else(side_secrets_missing)?;
+    let secrets = keys::open_side(store, conversation, sender, data_key, &side.record)?
+        .ok_or_else(side_secrets_missing)?;
     let crypto = |e: crate::crypto::CryptoError| StoreError::Encode(format!("message: {e}"));
-    let id: Id = random_bytes();
-    let header = Header {
-        sender: *sender,
-        id,
-        sent_at: now,
-        epoch: 0,
-        expires_at: timer.map(|t| now.saturating_add(t)),
-    };
     let signing = secrets.signing_key().map_err(crypto)?;
-    let record =
-        seal_message(conversation, &header, &secrets.chat_key, &signing, text).map_err(crypto)?;
+    // Only the committer numbers one-to-one messages; a second round is a safeguard.
+    for _ in 0..3 {
+        let ticket = commits.reserve(conversation)?;
+        let id: Id = random_bytes();
+        let header = Header {
+            sender: *sender,
+            id,
+            seq: ticket.seq(),
+            sent_at: now,
+            epoch: 0,
+            expires_at: timer.map(|t| now.saturating_add(t)),
+        };
+        let record = seal_message(conversation, &header, &secrets.chat_key, &signing, text)
+            .map_err(crypto)?;
+        let outcome = commit_direct(
+            commits,
+            ticket,
+            conversation,
+            sender,
+            &side.other,
+            &record,
+            now,
+        )?;
+        if let Some(sent) = outcome {
+            return Ok(sent);
+        }
+    }
+    Err(StoreError::Corrupt(
+        "sequence numbers kept being taken".into(),
+    ))
+}
+
+/// Store a sealed one-to-one message under `ticket`'s number: `None` when the number was
+/// taken meanwhile; `Some(None)` when the connection went away while it was signed.
+fn commit_direct(
+    commits: &commit::Committer,
+    ticket: commit::Ticket,
+    conversation: &Id,
+    sender: &Id,
+    recipient: &Id,
+    record: &MessageRecord,
+    now: UnixTime,
+) -> Result<Option<Option<Sent>>, StoreError> {
     let encoded = record.encode()?;
-    let txn = store.write()?;
-    let seq = {
+    let (conversation, sender, recipient) = (*conversation, *sender, *recipient);
+    let (id, expires_at) = (record.id, record.expires_at);
+    commits.commit(ticket, move |txn, seq| {
         // Still there? (Removed or blocked while we were signing.)
-        let Some(current) = connections::side_in(&txn, conversation, sender)? else {
+        let Some(current) = connections::side_in(txn, &conversation, &sender)? else {
             return Ok(None);
         };
         if !current.is_accepted() {
             return Ok(None);
         }
-        let mut last = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
-        let seq = last
-            .get(conversation)?
-            .map_or(1, |g| g.value().saturating_add(1));
-        last.insert(conversation, seq)?;
         txn.open_table(MESSAGES)?
-            .insert((*conversation, seq), encoded.as_slice())?;
+            .insert((conversation, seq), encoded.as_slice())?;
         txn.open_table(UNDELIVERED)?
-            .insert((side.other, *conversation, seq), ())?;
-        index_deadline_in(&txn, conversation, seq, record.expires_at)?;
-        seq
-    };
-    txn.commit()?;
-    Ok(Some(Sent {
-        seq,
-        id,
-        sent_at: now,
-        recipient: side.other,
-    }))
+            .insert((recipient, conversation, seq), ())?;
+        index_deadline_in(txn, &conversation, seq, expires_at)?;
+        Ok(Some(Sent {
+            seq,
+            id,
+            sent_at: now,
+            recipient,
+        }))
+    })
 }
 
-/// Mark `member`'s messages in `conversation` up to `upto` (inclusive) as delivered.
-/// Not durable on its own: losing it in a crash only shows a message again.
+/// Mark `member`'s messages in `conversation` up to `upto` (inclusive) as delivered, in
+/// a commit shared with other writes (every open stream of a group marks at once).
 pub fn mark_delivered(
     store: &Store,
+    commits: &commit::Committer,
     member: &Id,
     conversation: &Id,
     upto: u64,
@@ -598,13 +756,14 @@ pub fn mark_delivered(
     }
     // Durable like every commit: redb refuses non-durable commits on a file that other
     // processes (backup, status) may open, and a lost delivery mark would only re-deliver.
-    let txn = store.write()?;
-    txn.open_table(UNDELIVERED)?.retain_in(
-        (*member, *conversation, 0)..=(*member, *conversation, upto),
-        |_, _| false,
-    )?;
-    txn.commit()?;
-    Ok(())
+    let (member, conversation) = (*member, *conversation);
+    commits.commit_any(move |txn| {
+        txn.open_table(UNDELIVERED)?.retain_in(
+            (member, conversation, 0)..=(member, conversation, upto),
+            |_, _| false,
+        )?;
+        Ok(())
+    })
 }
 
 /// Number of undelivered messages per conversation for `member`.
@@ -636,12 +795,14 @@ pub struct Polled {
 crate::connections::debug_without_names!(Polled);
 
 /// Up to `limit` undelivered messages for `member` (oldest conversation rows first), now
-/// marked delivered; and whether more are waiting.
+/// marked delivered; and whether more are waiting. Messages past their self-destruct
+/// deadline at `now` are marked delivered and not handed out.
 pub fn poll(
     store: &Store,
     member: &Id,
     data_key: &SecretKey,
     limit: usize,
+    now: UnixTime,
 ) -> Result<(Vec<Polled>, bool), StoreError> {
     let mut wanted: Vec<(Id, u64)> = Vec::new();
     let mut more = false;
@@ -669,7 +830,7 @@ pub fn poll(
         let Some((_, Some(t))) = &current else {
             continue;
         };
-        if let Some(message) = t.message(store, seq)? {
+        if let Some(message) = t.message(store, seq, now)? {
             out.push(Polled {
                 conversation: conv,
                 group: t.is_group(),
@@ -868,6 +1029,7 @@ mod tests {
         let h = Header {
             sender: [2; 16],
             id: [3; 16],
+            seq: 7,
             sent_at: 4,
             epoch: 1,
             expires_at: Some(34),
@@ -920,13 +1082,90 @@ mod tests {
         );
         let record = MessageRecord::decode(&bytes).unwrap();
         assert_eq!(record.format, HeaderFormat::V1);
-        let shown = show_record(&conv, &[9; 16], 1, &record, Some(&vk), Some(&key));
+        let trust = Trust {
+            sender_key: Some(&vk),
+            legacy_upto: 1,
+        };
+        let shown = show_record(&conv, &[9; 16], 1, &record, trust, Some(&key));
         assert_eq!(shown.status, Verification::Verified);
         assert_eq!(shown.text.as_deref(), Some("old message"));
-        // Re-encoded, it is a version-2 record whose signature no longer matches.
-        let again = MessageRecord::decode(&record.encode().unwrap()).unwrap();
-        let shown = show_record(&conv, &[9; 16], 1, &again, Some(&vk), Some(&key));
+        // Copied to a place after the reader's last old-format message: refused.
+        let shown = show_record(&conv, &[9; 16], 2, &record, trust, Some(&key));
         assert_eq!(shown.status, Verification::BadSignature);
+        assert_eq!(shown.text, None);
+        // Re-encoded, it is a version-3 record whose signature no longer matches.
+        let again = MessageRecord::decode(&record.encode().unwrap()).unwrap();
+        let shown = show_record(&conv, &[9; 16], 1, &again, trust, Some(&key));
+        assert_eq!(shown.status, Verification::BadSignature);
+    }
+
+    #[test]
+    fn v3_binds_the_sequence_number_and_a_copy_elsewhere_never_verifies() {
+        use crate::crypto::rsa_keys::RsaPrivate;
+        let signing = keys::SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
+        let vk = signing.verifying_key().unwrap();
+        let key = SecretKey::generate();
+        let conv = [7u8; 16];
+        let h = Header {
+            sender: [1; 16],
+            id: [2; 16],
+            seq: 5,
+            sent_at: 100,
+            epoch: 0,
+            expires_at: None,
+        };
+        let record = seal_message(&conv, &h, &key, &signing, "in its place").unwrap();
+        let record = MessageRecord::decode(&record.encode().unwrap()).unwrap();
+        assert_eq!(record.format, HeaderFormat::V3);
+        let trust = Trust {
+            sender_key: Some(&vk),
+            legacy_upto: u64::MAX,
+        };
+        let at = |seq| show_record(&conv, &[9; 16], seq, &record, trust, Some(&key)).status;
+        assert_eq!(at(5), Verification::Verified);
+        // A database writer duplicating it under another number: never verified, even
+        // with every old-format allowance.
+        assert_eq!(at(6), Verification::BadSignature);
+        assert_eq!(at(4), Verification::BadSignature);
+        let base = signed_bytes_v3(&conv, &h, "ct");
+        assert_ne!(base, signed_bytes_v3(&conv, &Header { seq: 6, ..h }, "ct"));
+        assert_ne!(base, signed_bytes_v2(&conv, &h, "ct"));
+        // Without a trusted key (the reader's sealed secrets do not vouch for it): no.
+        let untrusted = Trust {
+            sender_key: None,
+            legacy_upto: u64::MAX,
+        };
+        let shown = show_record(&conv, &[9; 16], 5, &record, untrusted, Some(&key));
+        assert_eq!(shown.status, Verification::BadSignature);
+    }
+
+    #[test]
+    fn an_expired_message_is_expired_at_its_deadline() {
+        let h = Header {
+            sender: [1; 16],
+            id: [2; 16],
+            seq: 1,
+            sent_at: 100,
+            epoch: 0,
+            expires_at: Some(130),
+        };
+        let signing =
+            keys::SigningKey::RsaPss(crate::crypto::rsa_keys::RsaPrivate::generate(2048).unwrap());
+        let r = seal_message(&[7; 16], &h, &SecretKey::generate(), &signing, "x").unwrap();
+        assert!(!r.expired(129));
+        assert!(r.expired(130));
+        let untimed = seal_message(
+            &[7; 16],
+            &Header {
+                expires_at: None,
+                ..h
+            },
+            &SecretKey::generate(),
+            &signing,
+            "x",
+        )
+        .unwrap();
+        assert!(!untimed.expired(i64::MAX));
     }
 
     #[test]

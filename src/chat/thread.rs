@@ -3,6 +3,7 @@
 //! either through this one type, so groups reuse the one-to-one machinery as it is.
 
 use super::{Conversation, Shown};
+use crate::clock::UnixTime;
 use crate::crypto::{SecretKey, b64url};
 use crate::groups::GroupView;
 use crate::store::{Id, Store, StoreError};
@@ -95,16 +96,18 @@ impl Thread {
         page_path(self.kind(), &self.id())
     }
 
-    /// Messages after `after` (see `Conversation::since`).
+    /// Messages after `after` that have not expired at `now` (see
+    /// `Conversation::since`).
     pub fn since(
         &self,
         store: &Store,
         after: u64,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
         match self {
-            Thread::Direct(c) => c.since(store, after, limit),
-            Thread::Group(g) => g.since(store, after, limit),
+            Thread::Direct(c) => c.since(store, after, limit, now),
+            Thread::Group(g) => g.since(store, after, limit, now),
         }
     }
 
@@ -120,24 +123,31 @@ impl Thread {
         }
     }
 
-    /// Messages before `before` (see `Conversation::history`).
+    /// Messages before `before` that have not expired at `now` (see
+    /// `Conversation::history`).
     pub fn history(
         &self,
         store: &Store,
         before: Option<u64>,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
         match self {
-            Thread::Direct(c) => c.history(store, before, limit),
-            Thread::Group(g) => g.history(store, before, limit),
+            Thread::Direct(c) => c.history(store, before, limit, now),
+            Thread::Group(g) => g.history(store, before, limit, now),
         }
     }
 
-    /// One message (`None` if gone).
-    pub fn message(&self, store: &Store, seq: u64) -> Result<Option<Shown>, StoreError> {
+    /// One message (`None` if gone or expired at `now`).
+    pub fn message(
+        &self,
+        store: &Store,
+        seq: u64,
+        now: UnixTime,
+    ) -> Result<Option<Shown>, StoreError> {
         match self {
-            Thread::Direct(c) => c.message(store, seq),
-            Thread::Group(g) => g.message(store, seq),
+            Thread::Direct(c) => c.message(store, seq, now),
+            Thread::Group(g) => g.message(store, seq, now),
         }
     }
 

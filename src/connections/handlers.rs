@@ -242,8 +242,11 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
         return Err(AppError::NotFound);
     };
     // Each side signs with the scheme it chose (RSA-PSS by default, or DSA).
-    let requester_key = ctx.state.new_signing_key_for(pending.requester).await?;
-    let receiver_key = ctx.state.new_signing_key_for(me).await?;
+    // Both at once: with an empty pool, two key generations on two cores.
+    let (requester_key, receiver_key) = tokio::try_join!(
+        ctx.state.new_signing_key_for(pending.requester),
+        ctx.state.new_signing_key_for(me)
+    )?;
     let data_key = session.data_key.clone();
     let now = ctx.now;
     let accepted = ctx

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::crypto::dsa_keys::{self, DsaPrivate};
 use crate::crypto::rsa_keys::{RsaPrivate, RsaPublic};
 use crate::crypto::{CryptoError, SecretKey, hybrid};
-use crate::store::tables::{CONNECTION_SECRETS, USERS};
+use crate::store::tables::{CONNECTION_SECRETS, CONVERSATION_TO_LAST_SEQ, USERS};
 use crate::store::{Id, Record, Store, StoreError, UserRecord};
 
 /// Scheme byte of an RSA-PSS-SHA256 signing key in a sealed payload.
@@ -115,6 +115,17 @@ impl VerifyingKey {
         }
     }
 
+    /// Append an unambiguous encoding (scheme, length, DER) for digests.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let (tag, der) = match self {
+            VerifyingKey::RsaPss(der) => (SCHEME_RSA_PSS, der),
+            VerifyingKey::Dsa(der) => (SCHEME_DSA, der),
+        };
+        out.push(tag);
+        out.extend_from_slice(&(der.len() as u64).to_be_bytes());
+        out.extend_from_slice(der);
+    }
+
     /// A short fingerprint for people to compare: SHA-256 of the key, first 16 bytes, hex
     /// in groups of four.
     pub fn fingerprint(&self) -> String {
@@ -195,41 +206,130 @@ impl SigningKey {
     }
 }
 
-/// A Fernet key and a tagged signing key, as a connection side and a group member hold
-/// them, in the form they are sealed in: `scheme (1) || key (32) || signing key DER`.
-pub(crate) fn encode_key_and_signer(
-    key: &SecretKey,
-    scheme: u8,
-    signing_der: &[u8],
-) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(1 + 32 + signing_der.len()));
-    out.push(scheme);
-    out.extend_from_slice(key.expose());
-    out.extend_from_slice(signing_der);
-    out
+/// First byte of a sealed payload in the second layout (no scheme byte is this value).
+const PAYLOAD_V2: u8 = 0xA2;
+
+/// What a connection side and a group member keep sealed: a Fernet key, their own signing
+/// key, and what vouches for the other members' public keys.
+///
+/// Layouts (the plaintext of the seal, so all of it is authenticated under the member's
+/// own key once sealed under their `data_key`):
+///
+/// ```text
+/// 1 (earlier versions):  scheme (1) || key (32) || signing key DER
+/// 2:  0xA2 || scheme (1) || key (32) || legacy_upto (u64 BE)
+///          || trust length (u16 BE) || trust || signing key DER
+/// ```
+///
+/// `trust` is a digest of both sides' public keys for a connection, and a list of
+/// (member, key digest) for a group; `legacy_upto` the last message that may be in an
+/// older record format (see `chat`). A layout-1 payload has neither: the reader vouches
+/// for what the file says the first time it opens it with this code, and re-seals it.
+pub(crate) struct KeyAndSigner {
+    pub key: SecretKey,
+    pub scheme: u8,
+    pub signing_der: Zeroizing<Vec<u8>>,
+    pub legacy_upto: u64,
+    /// `None`: a layout-1 payload.
+    pub trust: Option<Vec<u8>>,
 }
 
-/// Split what [`encode_key_and_signer`] made, checking the scheme byte.
-pub(crate) fn decode_key_and_signer(
-    payload: &[u8],
-) -> Result<(SecretKey, u8, Zeroizing<Vec<u8>>), CryptoError> {
-    let (&scheme, rest) = payload.split_first().ok_or(CryptoError::BadKey)?;
-    let key = rest.get(..32).ok_or(CryptoError::BadKey)?;
-    let der = rest.get(32..).ok_or(CryptoError::BadKey)?;
-    if !SigningKey::known_scheme(scheme) || der.is_empty() {
-        return Err(CryptoError::BadKey);
+impl KeyAndSigner {
+    pub fn new(key: SecretKey, signing: &SigningKey, trust: Vec<u8>) -> Result<Self, CryptoError> {
+        let (scheme, signing_der) = signing.to_tagged_der()?;
+        Ok(Self {
+            key,
+            scheme,
+            signing_der,
+            legacy_upto: 0,
+            trust: Some(trust),
+        })
     }
-    let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
-    signing_der.extend_from_slice(der);
-    Ok((SecretKey::from_slice(key)?, scheme, signing_der))
+
+    /// The signing key, parsed.
+    pub fn signing_key(&self) -> Result<SigningKey, CryptoError> {
+        SigningKey::from_tagged_der(self.scheme, &self.signing_der)
+    }
+
+    /// The layout-2 payload (what is sealed).
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let trust = self.trust.as_deref().unwrap_or_default();
+        let trust_len = u16::try_from(trust.len()).map_err(|_| CryptoError::BadKey)?;
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            1 + 1 + 32 + 8 + 2 + trust.len() + self.signing_der.len(),
+        ));
+        out.push(PAYLOAD_V2);
+        out.push(self.scheme);
+        out.extend_from_slice(self.key.expose());
+        out.extend_from_slice(&self.legacy_upto.to_be_bytes());
+        out.extend_from_slice(&trust_len.to_be_bytes());
+        out.extend_from_slice(trust);
+        out.extend_from_slice(&self.signing_der);
+        Ok(out)
+    }
+
+    /// Parse a payload of either layout.
+    pub fn decode(payload: &[u8]) -> Result<Self, CryptoError> {
+        let bad = || CryptoError::BadKey;
+        let (&first, rest) = payload.split_first().ok_or_else(bad)?;
+        let (scheme, rest, legacy_upto, trust) = if first == PAYLOAD_V2 {
+            let (&scheme, rest) = rest.split_first().ok_or_else(bad)?;
+            let key_and_more = rest;
+            let fixed = key_and_more.get(32..32 + 10).ok_or_else(bad)?;
+            let (upto, len) = fixed.split_at(8);
+            let legacy_upto = u64::from_be_bytes(upto.try_into().map_err(|_| bad())?);
+            let len = usize::from(u16::from_be_bytes(len.try_into().map_err(|_| bad())?));
+            let trust = key_and_more.get(42..42 + len).ok_or_else(bad)?.to_vec();
+            let key = key_and_more.get(..32).ok_or_else(bad)?;
+            let der = key_and_more.get(42 + len..).ok_or_else(bad)?;
+            let mut rest = Vec::with_capacity(32 + der.len());
+            rest.extend_from_slice(key);
+            rest.extend_from_slice(der);
+            (scheme, Zeroizing::new(rest), legacy_upto, Some(trust))
+        } else {
+            (first, Zeroizing::new(rest.to_vec()), 0, None)
+        };
+        let key = rest.get(..32).ok_or_else(bad)?;
+        let der = rest.get(32..).ok_or_else(bad)?;
+        if !SigningKey::known_scheme(scheme) || der.is_empty() {
+            return Err(bad());
+        }
+        let mut signing_der = Zeroizing::new(Vec::with_capacity(der.len()));
+        signing_der.extend_from_slice(der);
+        Ok(Self {
+            key: SecretKey::from_slice(key)?,
+            scheme,
+            signing_der,
+            legacy_upto,
+            trust,
+        })
+    }
+}
+
+/// The digest of a connection's two public keys that each side keeps sealed: binds the
+/// connection, both members and both keys. `None` before the connection is accepted.
+pub fn keys_digest(connection: &Id, record: &super::ConnectionRecord) -> Option<[u8; 32]> {
+    let requester = record.key_of(&record.requester)?;
+    let receiver = record.key_of(&record.receiver)?;
+    let mut bytes = Vec::with_capacity(1024);
+    bytes.extend_from_slice(b"ghostcache-connection-keys-v1\0");
+    bytes.extend_from_slice(connection);
+    bytes.extend_from_slice(&record.requester);
+    requester.encode_into(&mut bytes);
+    bytes.extend_from_slice(&record.receiver);
+    receiver.encode_into(&mut bytes);
+    Some(crate::crypto::sha256(&bytes))
 }
 
 /// One side's secrets of a connection, opened for the length of one operation (or one
 /// live stream). Zeroized on drop.
 pub struct SideSecrets {
     pub chat_key: SecretKey,
-    scheme: u8,
-    signing_der: Zeroizing<Vec<u8>>,
+    /// Whether the connection's public keys are those these secrets vouch for.
+    pub keys_authentic: bool,
+    /// Older message formats are accepted up to this sequence number.
+    pub legacy_upto: u64,
+    inner: KeyAndSigner,
 }
 
 impl std::fmt::Debug for SideSecrets {
@@ -239,42 +339,46 @@ impl std::fmt::Debug for SideSecrets {
 }
 
 impl SideSecrets {
-    /// Secrets for a new connection side.
-    pub fn new(chat_key: SecretKey, signing: &SigningKey) -> Result<Self, CryptoError> {
-        let (scheme, signing_der) = signing.to_tagged_der()?;
-        Ok(Self {
-            chat_key,
-            scheme,
-            signing_der,
-        })
+    /// Secrets for a new connection side, vouching for the keys of `keys_digest`.
+    pub fn new(
+        chat_key: SecretKey,
+        signing: &SigningKey,
+        keys_digest: [u8; 32],
+    ) -> Result<Self, CryptoError> {
+        Ok(Self::from_inner(
+            KeyAndSigner::new(chat_key, signing, keys_digest.to_vec())?,
+            Some(&keys_digest),
+        ))
+    }
+
+    fn from_inner(inner: KeyAndSigner, current: Option<&[u8; 32]>) -> Self {
+        let keys_authentic = match (&inner.trust, current) {
+            (Some(t), Some(c)) => crate::crypto::ct_eq(t, c),
+            _ => false,
+        };
+        Self {
+            chat_key: inner.key.clone(),
+            keys_authentic,
+            legacy_upto: inner.legacy_upto,
+            inner,
+        }
     }
 
     /// Parse the signing key (only when signing).
     pub fn signing_key(&self) -> Result<SigningKey, CryptoError> {
-        SigningKey::from_tagged_der(self.scheme, &self.signing_der)
-    }
-
-    fn to_payload(&self) -> Zeroizing<Vec<u8>> {
-        encode_key_and_signer(&self.chat_key, self.scheme, &self.signing_der)
-    }
-
-    fn from_payload(payload: &[u8]) -> Result<Self, CryptoError> {
-        let (chat_key, scheme, signing_der) = decode_key_and_signer(payload)?;
-        Ok(Self {
-            chat_key,
-            scheme,
-            signing_der,
-        })
+        self.inner.signing_key()
     }
 
     /// Seal under a member's `data_key`.
     pub fn seal_under(&self, data_key: &SecretKey) -> Result<Sealed, CryptoError> {
-        data_key.seal(&self.to_payload()).map(Sealed::UnderDataKey)
+        data_key
+            .seal(&self.inner.encode()?)
+            .map(Sealed::UnderDataKey)
     }
 
     /// Seal to a member's delivery public key (they may be offline).
     pub fn seal_to(&self, delivery: &RsaPublic) -> Result<Sealed, CryptoError> {
-        hybrid::seal_to(delivery, &self.to_payload()).map(Sealed::ToDelivery)
+        hybrid::seal_to(delivery, &self.inner.encode()?).map(Sealed::ToDelivery)
     }
 }
 
@@ -308,17 +412,27 @@ fn corrupt(e: CryptoError) -> StoreError {
     StoreError::Corrupt(format!("connection secrets: {e}"))
 }
 
-/// Open `member`'s secrets of `connection` with their session's `data_key`. Secrets still
-/// sealed to their delivery key are opened with it and re-sealed under `data_key` (in a
-/// write transaction that only replaces the blob it opened). `None` when there are none
-/// (not a side, or not accepted).
+/// Open `member`'s secrets of `connection` (whose record is `record`) with their
+/// session's `data_key`, and check the connection's public keys against the digest the
+/// secrets vouch for (`keys_authentic`).
+///
+/// Secrets still sealed to the delivery key are opened with it and re-sealed under
+/// `data_key`; secrets in the earlier layout, without a digest, are re-sealed with the
+/// digest of the keys the file holds now and the conversation's last sequence number as
+/// `legacy_upto` (trust on first use: from then on, keys rewritten in the file and old
+/// messages copied to new places are refused). Either write replaces only the row it
+/// opened, if unchanged. `None` when there are none (not a side, or not accepted).
 pub fn open_side(
     store: &Store,
     connection: &Id,
     member: &Id,
     data_key: &SecretKey,
+    connection_record: &super::ConnectionRecord,
 ) -> Result<Option<SideSecrets>, StoreError> {
-    let (record, user) = {
+    let Some(current) = keys_digest(connection, connection_record) else {
+        return Ok(None);
+    };
+    let (record, user, last_seq) = {
         let txn = store.read()?;
         let table = txn.open_table(CONNECTION_SECRETS)?;
         let Some(bytes) = table.get((*connection, *member))? else {
@@ -333,33 +447,38 @@ pub fn open_side(
                 .map(|b| UserRecord::decode(b.value()))
                 .transpose()?,
         };
-        (record, user)
+        let last_seq = txn
+            .open_table(CONVERSATION_TO_LAST_SEQ)?
+            .get(connection)?
+            .map_or(0, |g| g.value());
+        (record, user, last_seq)
     };
-    match &record.sealed {
-        Sealed::UnderDataKey(token) => {
-            let payload = data_key.open(token).map_err(corrupt)?;
-            SideSecrets::from_payload(&payload)
-                .map(Some)
-                .map_err(corrupt)
-        }
+    let payload = match &record.sealed {
+        Sealed::UnderDataKey(token) => data_key.open(token).map_err(corrupt)?,
         Sealed::ToDelivery(blob) => {
             let Some(user) = user else {
                 return Ok(None);
             };
-            let delivery_der = data_key
-                .open(&user.delivery_private_sealed)
-                .map_err(corrupt)?;
-            let delivery = RsaPrivate::from_der(&delivery_der).map_err(corrupt)?;
+            let delivery =
+                hybrid::unseal_private(&user.delivery_private_sealed, data_key).map_err(corrupt)?;
             // The blob was sealed by this server at accept time: not client input.
-            let payload = hybrid::open_with(&delivery, blob).map_err(corrupt)?;
-            let secrets = SideSecrets::from_payload(&payload).map_err(corrupt)?;
-            let resealed = SideSecretsRecord {
-                sealed: secrets.seal_under(data_key).map_err(corrupt)?,
-            };
-            replace_if_unchanged(store, connection, member, &record.sealed, &resealed)?;
-            Ok(Some(secrets))
+            hybrid::open_with(&delivery, blob).map_err(corrupt)?
         }
+    };
+    let mut inner = KeyAndSigner::decode(&payload).map_err(corrupt)?;
+    let upgrade = inner.trust.is_none();
+    if upgrade {
+        inner.trust = Some(current.to_vec());
+        inner.legacy_upto = last_seq;
     }
+    let secrets = SideSecrets::from_inner(inner, Some(&current));
+    if upgrade || matches!(record.sealed, Sealed::ToDelivery(_)) {
+        let resealed = SideSecretsRecord {
+            sealed: secrets.seal_under(data_key).map_err(corrupt)?,
+        };
+        replace_if_unchanged(store, connection, member, &record.sealed, &resealed)?;
+    }
+    Ok(Some(secrets))
 }
 
 /// Store re-sealed secrets unless the row changed (or went) since it was read.
@@ -388,33 +507,154 @@ fn replace_if_unchanged(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connections::{ConnectionRecord, ConnectionState};
+
+    fn accepted(requester_key: VerifyingKey, receiver_key: VerifyingKey) -> ConnectionRecord {
+        ConnectionRecord {
+            requester: [1; 16],
+            receiver: [2; 16],
+            requested_day: 1,
+            state: ConnectionState::Accepted {
+                requester_key,
+                receiver_key,
+                accepted_day: 1,
+            },
+        }
+    }
+
+    fn rsa() -> SigningKey {
+        SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap())
+    }
 
     #[test]
-    fn payload_round_trip_sign_and_verify() {
-        let k = SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
+    fn payload_layouts_round_trip_and_sign() {
+        let k = rsa();
         let chat = SecretKey::generate();
-        let s = SideSecrets::new(chat.clone(), &k).unwrap();
+        let record = accepted(k.verifying_key().unwrap(), rsa().verifying_key().unwrap());
+        let digest = keys_digest(&[9; 16], &record).unwrap();
+        let s = SideSecrets::new(chat.clone(), &k, digest).unwrap();
+        assert!(s.keys_authentic);
         let data_key = SecretKey::generate();
         let Sealed::UnderDataKey(token) = s.seal_under(&data_key).unwrap() else {
             panic!("sealed under data key");
         };
-        let back = SideSecrets::from_payload(&data_key.open(&token).unwrap()).unwrap();
-        assert_eq!(back.chat_key.expose(), chat.expose());
+        let back = KeyAndSigner::decode(&data_key.open(&token).unwrap()).unwrap();
+        assert_eq!(back.key.expose(), chat.expose());
+        assert_eq!(back.trust.as_deref(), Some(&digest[..]));
+        assert_eq!(back.legacy_upto, 0);
         let signing = back.signing_key().unwrap();
         let vk = signing.verifying_key().unwrap();
         let sig = signing.sign(b"header and ciphertext").unwrap();
         assert!(vk.verify(b"header and ciphertext", &sig));
         assert!(!vk.verify(b"header and ciphertexT", &sig));
-        let other = SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
         assert!(
-            !other
+            !rsa()
                 .verifying_key()
                 .unwrap()
                 .verify(b"header and ciphertext", &sig)
         );
         assert!(!VerifyingKey::RsaPss(vec![1, 2, 3]).verify(b"x", &sig));
         assert_eq!(vk.fingerprint().len(), 8 * 4 + 7);
-        assert!(SideSecrets::from_payload(&[1, 2, 3]).is_err());
-        assert_eq!(format!("{back:?}"), "SideSecrets(..)");
+
+        // The layout of earlier versions still decodes, without a digest.
+        let (scheme, der) = k.to_tagged_der().unwrap();
+        let mut old = vec![scheme];
+        old.extend_from_slice(chat.expose());
+        old.extend_from_slice(&der);
+        let back = KeyAndSigner::decode(&old).unwrap();
+        assert!(back.trust.is_none());
+        assert_eq!(back.key.expose(), chat.expose());
+        for bad in [&[1u8, 2, 3][..], &[PAYLOAD_V2, 1, 2][..], &[][..]] {
+            assert!(KeyAndSigner::decode(bad).is_err());
+        }
+        assert_eq!(format!("{s:?}"), "SideSecrets(..)");
+    }
+
+    #[test]
+    fn the_digest_binds_the_connection_both_members_and_both_keys() {
+        let (a, b, c) = (
+            rsa().verifying_key().unwrap(),
+            rsa().verifying_key().unwrap(),
+            rsa().verifying_key().unwrap(),
+        );
+        let base = keys_digest(&[9; 16], &accepted(a.clone(), b.clone())).unwrap();
+        assert_ne!(
+            base,
+            keys_digest(&[8; 16], &accepted(a.clone(), b.clone())).unwrap()
+        );
+        assert_ne!(
+            base,
+            keys_digest(&[9; 16], &accepted(b.clone(), a.clone())).unwrap()
+        );
+        assert_ne!(
+            base,
+            keys_digest(&[9; 16], &accepted(a.clone(), c.clone())).unwrap()
+        );
+        assert_ne!(
+            base,
+            keys_digest(&[9; 16], &accepted(c, b.clone())).unwrap()
+        );
+        let mut other_member = accepted(a, b);
+        other_member.requester = [3; 16];
+        assert_ne!(base, keys_digest(&[9; 16], &other_member).unwrap());
+    }
+
+    /// A database writer swaps a public key on the connection: the reader's own sealed
+    /// secrets no longer vouch for it. Secrets of the earlier layout are bound on first
+    /// use and then hold against a later swap.
+    #[test]
+    fn a_public_key_swapped_in_the_file_is_not_authentic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let conn = [9u8; 16];
+        let me = [2u8; 16];
+        let data_key = SecretKey::generate();
+        let (mine, theirs) = (rsa(), rsa());
+        let record = accepted(
+            theirs.verifying_key().unwrap(),
+            mine.verifying_key().unwrap(),
+        );
+        let put = |sealed: Sealed| {
+            let txn = store.write().unwrap();
+            txn.open_table(CONNECTION_SECRETS)
+                .unwrap()
+                .insert(
+                    (conn, me),
+                    SideSecretsRecord { sealed }.encode().unwrap().as_slice(),
+                )
+                .unwrap();
+            txn.open_table(CONVERSATION_TO_LAST_SEQ)
+                .unwrap()
+                .insert(conn, 7u64)
+                .unwrap();
+            txn.commit().unwrap();
+        };
+        let digest = keys_digest(&conn, &record).unwrap();
+        let s = SideSecrets::new(SecretKey::generate(), &mine, digest).unwrap();
+        put(s.seal_under(&data_key).unwrap());
+        let open = |r: &ConnectionRecord| {
+            open_side(&store, &conn, &me, &data_key, r)
+                .unwrap()
+                .unwrap()
+        };
+        assert!(open(&record).keys_authentic);
+        let forger = rsa().verifying_key().unwrap();
+        let swapped = accepted(forger.clone(), mine.verifying_key().unwrap());
+        assert!(!open(&swapped).keys_authentic, "peer key swapped");
+        let swapped_mine = accepted(theirs.verifying_key().unwrap(), forger);
+        assert!(!open(&swapped_mine).keys_authentic, "own key swapped");
+
+        // Earlier layout: bound to what the file says at the first open, with the last
+        // sequence number as the end of the old formats; re-sealed in the new layout.
+        let (scheme, der) = mine.to_tagged_der().unwrap();
+        let mut old = vec![scheme];
+        old.extend_from_slice(SecretKey::generate().expose());
+        old.extend_from_slice(&der);
+        put(Sealed::UnderDataKey(data_key.seal(&old).unwrap()));
+        let first = open(&record);
+        assert!(first.keys_authentic);
+        assert_eq!(first.legacy_upto, 7);
+        assert!(!open(&swapped).keys_authentic, "bound after the first open");
+        assert!(open(&record).keys_authentic);
     }
 }

@@ -474,8 +474,26 @@ pub fn accept(
     let crypto = |e: crate::crypto::CryptoError| StoreError::Encode(format!("accept: {e}"));
     // All cryptography before the write transaction, so the writer is held briefly.
     let chat_key = SecretKey::generate();
-    let requester_side = SideSecrets::new(chat_key.clone(), requester_signing).map_err(crypto)?;
-    let receiver_side = SideSecrets::new(chat_key, receiver_signing).map_err(crypto)?;
+    let requester_key = requester_signing.verifying_key().map_err(crypto)?;
+    let receiver_key = receiver_signing.verifying_key().map_err(crypto)?;
+    // Each side's secrets vouch for both public keys as stored now.
+    let digest = keys::keys_digest(
+        connection,
+        &ConnectionRecord {
+            requester: pending.requester,
+            receiver: *receiver,
+            requested_day: 0,
+            state: ConnectionState::Accepted {
+                requester_key: requester_key.clone(),
+                receiver_key: receiver_key.clone(),
+                accepted_day: 0,
+            },
+        },
+    )
+    .ok_or_else(|| StoreError::Encode("accept: no keys".into()))?;
+    let requester_side =
+        SideSecrets::new(chat_key.clone(), requester_signing, digest).map_err(crypto)?;
+    let receiver_side = SideSecrets::new(chat_key, receiver_signing, digest).map_err(crypto)?;
     let requester_sealed = SideSecretsRecord {
         sealed: requester_side
             .seal_to(&pending.requester_delivery)
@@ -486,8 +504,6 @@ pub fn accept(
             .seal_under(receiver_data_key)
             .map_err(crypto)?,
     };
-    let requester_key = requester_signing.verifying_key().map_err(crypto)?;
-    let receiver_key = receiver_signing.verifying_key().map_err(crypto)?;
 
     let txn = store.write()?;
     {

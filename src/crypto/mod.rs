@@ -95,6 +95,28 @@ mod tests {
         assert_eq!(b64url_decode_exact::<32>("!!"), None);
     }
 
+    /// RUSTSEC-2023-0071 (the Marvin attack): the `rsa` crate's private-key operations
+    /// leak timing and have no fix. Every private RSA operation of ours goes through
+    /// aws-lc-rs (constant-time, blinded: see `rsa_keys`); this keeps the `rsa` crate
+    /// from coming back as a dependency of ours. (arti still uses it for Tor relays'
+    /// public identity keys, which involves no private key.)
+    #[test]
+    fn rsa_private_keys_are_not_handled_by_the_rsa_crate() {
+        let manifest = include_str!("../../Cargo.toml");
+        let deps = manifest
+            .split("\n[dependencies]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .unwrap();
+        assert!(deps.contains("aws-lc-rs"));
+        assert!(
+            !deps
+                .lines()
+                .any(|l| l.trim_start().starts_with("rsa ") || l.trim_start().starts_with("rsa=")),
+            "the rsa crate is back among our dependencies"
+        );
+    }
+
     #[test]
     fn hmac_separates_parts() {
         let k = [7u8; 32];

@@ -2,8 +2,20 @@
 //! hand a member keys while the member is offline) and per-connection signing keys
 //! (RSA-PSS-SHA256).
 //!
-//! Generating a 3072-bit key takes hundreds of milliseconds, so it never runs on an async
-//! worker: [`KeyPool`] keeps a few pairs ready, refilled by a blocking task.
+//! Every RSA operation goes through aws-lc-rs (AWS-LC, BoringSSL's descendant): key
+//! generation, PSS signing, OAEP encryption and decryption, and verification. Its private
+//! key operations are constant-time and *blinded* (AWS-LC blinds every RSA private
+//! operation unless a key is flagged otherwise, which aws-lc-rs never does), so OAEP
+//! decryption does not leak the key through timing the way the pure-Rust `rsa` crate's
+//! does (RUSTSEC-2023-0071, the Marvin attack); the `rsa` crate is no longer ours.
+//!
+//! Stored forms are unchanged: private keys are PKCS#8 DER (as the `rsa` crate wrote
+//! them, and as AWS-LC writes them), public keys SubjectPublicKeyInfo DER, signatures
+//! RSA-PSS-SHA256 with a 32-byte salt. Keys stored by earlier versions open as they are.
+//! AWS-LC frees key material with `OPENSSL_free`, which wipes it first.
+//!
+//! Generating a 3072-bit key takes a few hundred milliseconds, so it never runs on an
+//! async worker: [`KeyPool`] keeps a few pairs ready, refilled by a blocking task.
 //!
 //! Private-key operations only ever run on data the server produced itself; no handler
 //! decrypts or signs bytes that a client chose.
@@ -11,19 +23,27 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{
+    KeyPair, KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey,
+};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256};
 use parking_lot::Mutex;
-use rand::rngs::OsRng;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use zeroize::Zeroizing;
 
 use super::CryptoError;
 
-/// An RSA private key. The `rsa` crate zeroizes its limbs on drop.
-pub struct RsaPrivate(rsa::RsaPrivateKey);
+/// An RSA private key (AWS-LC's, wiped when freed), with its PKCS#8 encoding kept for
+/// sealing and for OAEP decryption.
+pub struct RsaPrivate {
+    pair: KeyPair,
+    pkcs8: Zeroizing<Vec<u8>>,
+}
 
-/// An RSA public key.
+/// An RSA public key: its SubjectPublicKeyInfo DER.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RsaPublic(rsa::RsaPublicKey);
+pub struct RsaPublic(Vec<u8>);
 
 impl std::fmt::Debug for RsaPrivate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,87 +53,108 @@ impl std::fmt::Debug for RsaPrivate {
 
 impl std::fmt::Debug for RsaPublic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use rsa::traits::PublicKeyParts;
-        write!(f, "RsaPublic({} bits)", self.0.size() * 8)
+        let bits = PublicEncryptingKey::from_der(&self.0).map_or(0, |k| k.key_size_bits());
+        write!(f, "RsaPublic({bits} bits)")
+    }
+}
+
+fn key_size(bits: usize) -> Result<KeySize, CryptoError> {
+    match bits {
+        2048 => Ok(KeySize::Rsa2048),
+        3072 => Ok(KeySize::Rsa3072),
+        4096 => Ok(KeySize::Rsa4096),
+        _ => Err(CryptoError::Rsa),
     }
 }
 
 impl RsaPrivate {
-    /// Generate a new key pair. Blocking and slow.
+    /// Generate a new key pair (2048, 3072 or 4096 bits). Blocking and slow.
     pub fn generate(bits: usize) -> Result<Self, CryptoError> {
-        rsa::RsaPrivateKey::new(&mut OsRng, bits)
-            .map(Self)
-            .map_err(|_| CryptoError::Rsa)
+        let pair = KeyPair::generate(key_size(bits)?).map_err(|_| CryptoError::Rsa)?;
+        let der = pair.as_der().map_err(|_| CryptoError::Rsa)?;
+        let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
+        Ok(Self { pair, pkcs8 })
     }
 
     /// PKCS#8 DER encoding, in a zeroizing buffer (to be sealed before storing).
     pub fn to_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let doc = self.0.to_pkcs8_der().map_err(|_| CryptoError::Rsa)?;
-        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+        Ok(self.pkcs8.clone())
     }
 
-    /// Parse PKCS#8 DER.
+    /// Parse PKCS#8 DER (also what earlier versions stored, written by the `rsa` crate).
     pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
-        rsa::RsaPrivateKey::from_pkcs8_der(der)
-            .map(Self)
-            .map_err(|_| CryptoError::BadKey)
+        let pair = KeyPair::from_pkcs8(der).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self {
+            pair,
+            pkcs8: Zeroizing::new(der.to_vec()),
+        })
     }
 
     /// The public half.
     pub fn public(&self) -> RsaPublic {
-        RsaPublic(self.0.to_public_key())
+        // SubjectPublicKeyInfo of the pair's public key.
+        match self.pair.public_key().as_der() {
+            Ok(der) => RsaPublic(der.as_ref().to_vec()),
+            Err(_) => RsaPublic(Vec::new()),
+        }
     }
 
-    /// RSA-OAEP-SHA256 decryption of a key wrapped by [`RsaPublic::encrypt`].
+    /// RSA-OAEP-SHA256 decryption of a key wrapped by [`RsaPublic::encrypt`]: constant
+    /// time and blinded (AWS-LC).
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        self.0
-            .decrypt(rsa::Oaep::new::<sha2::Sha256>(), ciphertext)
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Unseal)
+        let key = PrivateDecryptingKey::from_pkcs8(&self.pkcs8)
+            .and_then(|k| OaepPrivateDecryptingKey::new(k).map_err(Into::into))
+            .map_err(|_| CryptoError::BadKey)?;
+        let mut out = Zeroizing::new(vec![0u8; key.min_output_size()]);
+        let len = key
+            .decrypt(&OAEP_SHA256_MGF1SHA256, ciphertext, &mut out, None)
+            .map_err(|_| CryptoError::Unseal)?
+            .len();
+        out.truncate(len);
+        Ok(out)
     }
 
-    /// RSA-PSS-SHA256 signature.
+    /// RSA-PSS-SHA256 signature (salt as long as the digest).
     pub fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        use rsa::signature::{RandomizedSigner, SignatureEncoding};
-        let key = rsa::pss::BlindedSigningKey::<sha2::Sha256>::new(self.0.clone());
-        let sig = key
-            .try_sign_with_rng(&mut OsRng, message)
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PSS_SHA256, &rng, message, &mut sig)
             .map_err(|_| CryptoError::Rsa)?;
-        Ok(sig.to_vec())
+        Ok(sig)
     }
 }
 
 impl RsaPublic {
     /// SubjectPublicKeyInfo DER encoding (stored in clear).
     pub fn to_der(&self) -> Result<Vec<u8>, CryptoError> {
-        self.0
-            .to_public_key_der()
-            .map(|d| d.as_bytes().to_vec())
-            .map_err(|_| CryptoError::Rsa)
+        Ok(self.0.clone())
     }
 
     /// Parse SubjectPublicKeyInfo DER.
     pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
-        rsa::RsaPublicKey::from_public_key_der(der)
-            .map(Self)
-            .map_err(|_| CryptoError::BadKey)
+        PublicEncryptingKey::from_der(der).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self(der.to_vec()))
     }
 
     /// RSA-OAEP-SHA256 encryption of a short secret (a key).
     pub fn encrypt(&self, secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.0
-            .encrypt(&mut OsRng, rsa::Oaep::new::<sha2::Sha256>(), secret)
-            .map_err(|_| CryptoError::Rsa)
+        let key = PublicEncryptingKey::from_der(&self.0)
+            .and_then(|k| OaepPublicEncryptingKey::new(k).map_err(Into::into))
+            .map_err(|_| CryptoError::Rsa)?;
+        let mut out = vec![0u8; key.ciphertext_size()];
+        let len = key
+            .encrypt(&OAEP_SHA256_MGF1SHA256, secret, &mut out, None)
+            .map_err(|_| CryptoError::Rsa)?
+            .len();
+        out.truncate(len);
+        Ok(out)
     }
 
-    /// Verify an RSA-PSS-SHA256 signature.
+    /// Verify an RSA-PSS-SHA256 signature (2048 to 8192 bits, 32-byte salt).
     pub fn verify_pss(&self, message: &[u8], signature: &[u8]) -> bool {
-        use rsa::signature::Verifier;
-        let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
-            return false;
-        };
-        rsa::pss::VerifyingKey::<sha2::Sha256>::new(self.0.clone())
-            .verify(message, &sig)
+        aws_lc_rs::signature::UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, &self.0)
+            .verify(message, signature)
             .is_ok()
     }
 }
@@ -234,5 +275,32 @@ mod tests {
         assert!(!p.verify_pss(b"messagf", &sig));
         assert!(!p.verify_pss(b"message", &sig[1..]));
         assert_eq!(format!("{k:?}"), "RsaPrivate(..)");
+        assert_eq!(format!("{p:?}"), "RsaPublic(2048 bits)");
+        assert!(RsaPrivate::generate(1024).is_err());
+        assert!(RsaPublic::from_der(b"junk").is_err());
+    }
+
+    /// OAEP decryption (RUSTSEC-2023-0071): through AWS-LC's constant-time, blinded RSA;
+    /// every malformed or foreign ciphertext fails the same way, with nothing decrypted.
+    #[test]
+    fn oaep_decryption_is_blinded_and_fails_uniformly() {
+        let k = RsaPrivate::generate(2048).unwrap();
+        let other = RsaPrivate::generate(2048).unwrap();
+        let ct = k.public().encrypt(&[7u8; 32]).unwrap();
+        assert_eq!(ct.len(), 256);
+        // Randomized: the same secret never encrypts the same way twice.
+        assert_ne!(ct, k.public().encrypt(&[7u8; 32]).unwrap());
+        // Decrypting the same ciphertext many times gives the same secret (blinding
+        // changes the computation, never the result).
+        for _ in 0..8 {
+            assert_eq!(&**k.decrypt(&ct).unwrap(), &[7u8; 32]);
+        }
+        let mut flipped = ct.clone();
+        flipped[100] ^= 1;
+        let too_big = vec![0xffu8; 256];
+        for bad in [&flipped[..], &ct[1..], &too_big[..], &[][..]] {
+            assert!(matches!(k.decrypt(bad), Err(CryptoError::Unseal)));
+        }
+        assert!(matches!(other.decrypt(&ct), Err(CryptoError::Unseal)));
     }
 }

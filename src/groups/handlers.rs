@@ -239,6 +239,8 @@ pub(super) async fn render_page(
 ) -> Result<Response<Body>, AppError> {
     let me = session.user_id;
     let data_key = session.data_key.clone();
+    let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let loaded = ctx
         .state
         .store
@@ -246,11 +248,11 @@ pub(super) async fn render_page(
             let Some(view) = super::open(s, &id, &me, &data_key)? else {
                 return Ok(None);
             };
-            let (messages, more) = view.history(s, before, HISTORY_PAGE)?;
+            let (messages, more) = view.history(s, before, HISTORY_PAGE, now)?;
             if before.is_none()
                 && let Some(last) = messages.last()
             {
-                crate::chat::mark_delivered(s, &me, &id, last.seq)?;
+                crate::chat::mark_delivered(s, &commits, &me, &id, last.seq)?;
             }
             // The events among these messages: back to the oldest one shown when older
             // messages exist, else back to the start of this membership.
@@ -434,10 +436,11 @@ async fn post_message(
     };
     let data_key = session.data_key.clone();
     let now = ctx.now;
+    let commits = ctx.state.commits.clone();
     let sent = ctx
         .state
         .store
-        .run(move |s| super::send(s, &id, &me, &data_key, &text, now, timer))
+        .run(move |s| super::send(s, &commits, &id, &me, &data_key, &text, now, timer))
         .await?
         .ok_or(AppError::NotFound)?;
     ctx.state.hub.publish(

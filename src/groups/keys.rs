@@ -15,15 +15,21 @@
 //!   key that seals the group's name), sealed under the member's `data_key`. The name key
 //!   does not change with epochs: a departed member already knew the name.
 //!
-//! Sealed member-secrets payload: `scheme (1) || name key (32) || signing key (PKCS#8 DER)`.
+//! - **Who is who.** The member secrets also hold a [`Book`]: for every member this member
+//!   has seen in the group, the digest of their verifying key as it was then. Reading the
+//!   group checks every membership record's key against it; a key rewritten in the file
+//!   is not trusted (that member's messages do not verify), and a member not yet in the
+//!   book is added on first sight (trust on first use, while the reader is logged in).
+//!
+//! Sealed member-secrets payload: see `connections::keys::KeyAndSigner` (the name key,
+//! the signing key, the book as the trust, and `legacy_upto`).
 
 use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
-use crate::connections::keys::{Sealed, SigningKey, decode_key_and_signer, encode_key_and_signer};
+use crate::connections::keys::{KeyAndSigner, Sealed, SigningKey, VerifyingKey};
 use crate::crypto::rsa_keys::RsaPublic;
 use crate::crypto::{CryptoError, SecretKey, hybrid};
 use crate::store::tables::{GROUP_EPOCH_KEYS, GROUP_MEMBER_SECRETS, USERS};
@@ -80,11 +86,49 @@ impl Record for MemberSecretsRecord {
     const NAME: &'static str = "group member secrets";
 }
 
-/// A member's secrets of one group, opened. Zeroized on drop.
+/// Who a member trusts in a group: each member's id and the digest of the verifying key
+/// they had when this member first saw them (see [`member_key_digest`]).
+pub type Book = BTreeMap<Id, [u8; 32]>;
+
+/// The digest of `member`'s verifying key in `group`, as a [`Book`] keeps it.
+pub fn member_key_digest(group: &Id, member: &Id, key: &VerifyingKey) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(1024);
+    bytes.extend_from_slice(b"ghostcache-member-key-v1\0");
+    bytes.extend_from_slice(group);
+    bytes.extend_from_slice(member);
+    key.encode_into(&mut bytes);
+    crate::crypto::sha256(&bytes)
+}
+
+fn encode_book(book: &Book) -> Vec<u8> {
+    let mut out = Vec::with_capacity(book.len() * 48);
+    for (member, digest) in book {
+        out.extend_from_slice(member);
+        out.extend_from_slice(digest);
+    }
+    out
+}
+
+fn decode_book(bytes: &[u8]) -> Result<Book, CryptoError> {
+    if !bytes.len().is_multiple_of(48) {
+        return Err(CryptoError::BadKey);
+    }
+    let mut book = Book::new();
+    for entry in bytes.chunks_exact(48) {
+        let (member, digest) = entry.split_at(16);
+        book.insert(
+            member.try_into().map_err(|_| CryptoError::BadKey)?,
+            digest.try_into().map_err(|_| CryptoError::BadKey)?,
+        );
+    }
+    Ok(book)
+}
+
+/// A member's secrets of one group, opened: the group's name key, their signing key for
+/// the group, the [`Book`] of members' keys they vouch for, and how far older message
+/// formats are accepted. Zeroized on drop.
 pub struct MemberSecrets {
-    pub name_key: SecretKey,
-    scheme: u8,
-    signing_der: Zeroizing<Vec<u8>>,
+    inner: KeyAndSigner,
 }
 
 impl std::fmt::Debug for MemberSecrets {
@@ -94,36 +138,81 @@ impl std::fmt::Debug for MemberSecrets {
 }
 
 impl MemberSecrets {
-    pub fn new(name_key: SecretKey, signing: &SigningKey) -> Result<Self, CryptoError> {
-        let (scheme, signing_der) = signing.to_tagged_der()?;
+    pub fn new(
+        name_key: SecretKey,
+        signing: &SigningKey,
+        book: &Book,
+    ) -> Result<Self, CryptoError> {
         Ok(Self {
-            name_key,
-            scheme,
-            signing_der,
+            inner: KeyAndSigner::new(name_key, signing, encode_book(book))?,
         })
+    }
+
+    /// The key that seals the group's name.
+    pub fn name_key(&self) -> &SecretKey {
+        &self.inner.key
     }
 
     /// Parse the signing key (only when signing).
     pub fn signing_key(&self) -> Result<SigningKey, CryptoError> {
-        SigningKey::from_tagged_der(self.scheme, &self.signing_der)
+        self.inner.signing_key()
+    }
+
+    /// Messages in older formats are accepted up to this sequence number.
+    pub fn legacy_upto(&self) -> u64 {
+        self.inner.legacy_upto
+    }
+
+    /// The members' keys this member vouches for; `None` for secrets sealed by an
+    /// earlier version, which vouch for nothing yet.
+    pub fn book(&self) -> Result<Option<Book>, CryptoError> {
+        self.inner.trust.as_deref().map(decode_book).transpose()
+    }
+
+    /// Vouch for `book` (and, for secrets of an earlier version, accept older message
+    /// formats up to `legacy_upto`).
+    pub fn set_book(&mut self, book: &Book, legacy_upto: Option<u64>) {
+        self.inner.trust = Some(encode_book(book));
+        if let Some(upto) = legacy_upto {
+            self.inner.legacy_upto = upto;
+        }
     }
 
     pub fn seal_under(&self, data_key: &SecretKey) -> Result<MemberSecretsRecord, CryptoError> {
-        let payload = encode_key_and_signer(&self.name_key, self.scheme, &self.signing_der);
         Ok(MemberSecretsRecord {
-            token: data_key.seal(&payload)?,
+            token: data_key.seal(&self.inner.encode()?)?,
         })
     }
 
     fn open(record: &MemberSecretsRecord, data_key: &SecretKey) -> Result<Self, CryptoError> {
         let payload = data_key.open(&record.token)?;
-        let (name_key, scheme, signing_der) = decode_key_and_signer(&payload)?;
         Ok(Self {
-            name_key,
-            scheme,
-            signing_der,
+            inner: KeyAndSigner::decode(&payload)?,
         })
     }
+}
+
+/// Store re-sealed member secrets unless the row changed (or went) since `seen` was read.
+pub fn replace_member_secrets_if_unchanged(
+    store: &Store,
+    group: &Id,
+    member: &Id,
+    seen: &MemberSecretsRecord,
+    new: &MemberSecretsRecord,
+) -> Result<(), StoreError> {
+    let txn = store.write()?;
+    {
+        let mut table = txn.open_table(GROUP_MEMBER_SECRETS)?;
+        let current = table
+            .get((*group, *member))?
+            .map(|b| MemberSecretsRecord::decode(b.value()))
+            .transpose()?;
+        if current.is_some_and(|c| c.token == seen.token) {
+            table.insert((*group, *member), new.encode()?.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 fn corrupt(e: CryptoError) -> StoreError {
@@ -246,12 +335,30 @@ mod tests {
     fn member_secrets_round_trip() {
         let signing = SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
         let name_key = SecretKey::generate();
-        let s = MemberSecrets::new(name_key.clone(), &signing).unwrap();
+        let vk = signing.verifying_key().unwrap();
+        let book = Book::from([([1u8; 16], member_key_digest(&[7; 16], &[1; 16], &vk))]);
+        let s = MemberSecrets::new(name_key.clone(), &signing, &book).unwrap();
         let data_key = SecretKey::generate();
         let record = s.seal_under(&data_key).unwrap();
-        let back = MemberSecrets::open(&record, &data_key).unwrap();
-        assert_eq!(back.name_key.expose(), name_key.expose());
-        let vk = signing.verifying_key().unwrap();
+        let mut back = MemberSecrets::open(&record, &data_key).unwrap();
+        assert_eq!(back.name_key().expose(), name_key.expose());
+        assert_eq!(back.book().unwrap(), Some(book.clone()));
+        assert_eq!(back.legacy_upto(), 0);
+        let mut more = book.clone();
+        more.insert([2; 16], [3; 32]);
+        back.set_book(&more, Some(9));
+        let again = MemberSecrets::open(&back.seal_under(&data_key).unwrap(), &data_key).unwrap();
+        assert_eq!(again.book().unwrap(), Some(more));
+        assert_eq!(again.legacy_upto(), 9);
+        // The digest binds the group, the member and the key.
+        let d = member_key_digest(&[7; 16], &[1; 16], &vk);
+        assert_ne!(d, member_key_digest(&[8; 16], &[1; 16], &vk));
+        assert_ne!(d, member_key_digest(&[7; 16], &[2; 16], &vk));
+        let other = SigningKey::RsaPss(RsaPrivate::generate(2048).unwrap());
+        assert_ne!(
+            d,
+            member_key_digest(&[7; 16], &[1; 16], &other.verifying_key().unwrap())
+        );
         let sig = back.signing_key().unwrap().sign(b"m").unwrap();
         assert!(vk.verify(b"m", &sig));
         assert!(MemberSecrets::open(&record, &SecretKey::generate()).is_err());

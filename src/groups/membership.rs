@@ -18,7 +18,12 @@ pub fn create(
 ) -> Result<Id, StoreError> {
     let id: Id = random_bytes();
     let name_key = SecretKey::generate();
-    let secrets = MemberSecrets::new(name_key.clone(), signing)
+    let verifying_key = signing.verifying_key().map_err(crypto)?;
+    let book = keys::Book::from([(
+        *creator,
+        keys::member_key_digest(&id, creator, &verifying_key),
+    )]);
+    let secrets = MemberSecrets::new(name_key.clone(), signing, &book)
         .and_then(|s| s.seal_under(data_key))
         .map_err(crypto)?;
     let mut record = GroupRecord {
@@ -34,7 +39,7 @@ pub fn create(
             joined_epoch: 1,
             first_seq: 1,
         },
-        verifying_key: signing.verifying_key().map_err(crypto)?,
+        verifying_key,
         joined_day: day(now),
     };
     let txn = store.write()?;
@@ -136,7 +141,7 @@ pub fn invite(
         inviter: *inviter,
         day: day(now),
         name_key: Sealed::ToDelivery(
-            hybrid::seal_to(&delivery, secrets.name_key.expose()).map_err(crypto)?,
+            hybrid::seal_to(&delivery, secrets.name_key().expose()).map_err(crypto)?,
         ),
     };
     let encoded = invite.encode()?;
@@ -200,12 +205,13 @@ pub fn accept(
     signing: &SigningKey,
     now: UnixTime,
 ) -> Result<Option<Vec<Id>>, StoreError> {
-    let (invite, user) = {
+    let (invite, user, records) = {
         let txn = store.read()?;
         let invite: Option<InviteRecord> =
             load2(&txn.open_table(GROUP_INVITES)?, (*member, *group))?;
         let user: Option<UserRecord> = load(&txn.open_table(USERS)?, member)?;
-        (invite, user)
+        let records = memberships(&txn.open_table(GROUP_MEMBERS)?, group)?;
+        (invite, user, records)
     };
     let (Some(invite), Some(_)) = (invite, user) else {
         return Ok(None);
@@ -215,10 +221,20 @@ pub fn accept(
         data_key,
         &mut overview::LazyDelivery::new(store, member, data_key),
     )?;
-    let secrets = MemberSecrets::new(name_key, signing)
+    let verifying_key = signing.verifying_key().map_err(crypto)?;
+    // The joiner vouches for every member's key as the file holds it now, and their own.
+    let mut book: keys::Book = records
+        .iter()
+        .filter(|(id, _)| *id != member)
+        .map(|(id, r)| (*id, keys::member_key_digest(group, id, &r.verifying_key)))
+        .collect();
+    book.insert(
+        *member,
+        keys::member_key_digest(group, member, &verifying_key),
+    );
+    let secrets = MemberSecrets::new(name_key, signing, &book)
         .and_then(|s| s.seal_under(data_key))
         .map_err(crypto)?;
-    let verifying_key = signing.verifying_key().map_err(crypto)?;
 
     let txn = store.write()?;
     let members = {

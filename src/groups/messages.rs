@@ -1,8 +1,6 @@
 //! Sending to a group and reading it: sealed under the current epoch's key, signed with
 //! the sender's key for this group.
 
-use redb::ReadableTable;
-
 use super::*;
 
 /// A group message just stored.
@@ -15,10 +13,15 @@ pub struct GroupSent {
 }
 
 /// Encrypt under the current epoch's key, sign with the sender's key for this group, and
-/// store. `text` must have passed `chat::clean_text`. `None` when `sender` is not a
-/// current member.
+/// store (in a commit shared with other sends, see `chat::commit`). `text` must have
+/// passed `chat::clean_text`. `None` when `sender` is not a current member.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one send: who, where, what, when"
+)]
 pub fn send(
     store: &Store,
+    commits: &chat::commit::Committer,
     group: &Id,
     sender: &Id,
     data_key: &SecretKey,
@@ -41,51 +44,56 @@ pub fn send(
         let Some(key) = held.get(&epoch) else {
             return Ok(None);
         };
+        let ticket = commits.reserve(group)?;
         let header = Header {
             sender: *sender,
             id: random_bytes(),
+            seq: ticket.seq(),
             sent_at: now,
             epoch,
             expires_at: timer.map(|t| now.saturating_add(t)),
         };
         let message = chat::seal_message(group, &header, key, &signing, text).map_err(crypto)?;
         let encoded = message.encode()?;
-        let txn = store.write()?;
-        let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, group)?;
-        if current.as_ref().is_none_or(|g| g.epoch != epoch) {
-            txn.abort()?;
-            continue;
-        }
-        let members = active(&memberships(&txn.open_table(GROUP_MEMBERS)?, group)?);
-        if !members.contains(sender) {
-            txn.abort()?;
-            return Ok(None);
-        }
-        let seq = {
-            let mut last = txn.open_table(CONVERSATION_TO_LAST_SEQ)?;
-            let seq = last.get(group)?.map_or(1, |g| g.value().saturating_add(1));
-            last.insert(group, seq)?;
-            seq
-        };
-        txn.open_table(MESSAGES)?
-            .insert((*group, seq), encoded.as_slice())?;
-        {
-            let mut undelivered = txn.open_table(UNDELIVERED)?;
-            for m in members.iter().filter(|m| *m != sender) {
-                undelivered.insert((*m, *group, seq), ())?;
+        let (group_id, sender_id, expires_at, id) =
+            (*group, *sender, message.expires_at, header.id);
+        let outcome = commits.commit(ticket, move |txn, seq| {
+            let current: Option<GroupRecord> = load(&txn.open_table(GROUPS)?, &group_id)?;
+            if current.as_ref().is_none_or(|g| g.epoch != epoch) {
+                return Ok(Outcome::EpochChanged);
             }
+            let members = active(&memberships(&txn.open_table(GROUP_MEMBERS)?, &group_id)?);
+            if !members.contains(&sender_id) {
+                return Ok(Outcome::NotMember);
+            }
+            txn.open_table(MESSAGES)?
+                .insert((group_id, seq), encoded.as_slice())?;
+            {
+                let mut undelivered = txn.open_table(UNDELIVERED)?;
+                for m in members.iter().filter(|m| **m != sender_id) {
+                    undelivered.insert((*m, group_id, seq), ())?;
+                }
+            }
+            chat::index_deadline_in(txn, &group_id, seq, expires_at)?;
+            Ok(Outcome::Sent(GroupSent { seq, id, members }))
+        })?;
+        match outcome {
+            Some(Outcome::Sent(sent)) => return Ok(Some(sent)),
+            Some(Outcome::NotMember) => return Ok(None),
+            // A new epoch, or the number taken by a group event: seal and sign again.
+            Some(Outcome::EpochChanged) | None => continue,
         }
-        chat::index_deadline_in(&txn, group, seq, message.expires_at)?;
-        txn.commit()?;
-        return Ok(Some(GroupSent {
-            seq,
-            id: header.id,
-            members,
-        }));
     }
     Err(StoreError::Corrupt(
         "group membership kept changing while sending".into(),
     ))
+}
+
+/// What the commit of a group message found.
+enum Outcome {
+    Sent(GroupSent),
+    NotMember,
+    EpochChanged,
 }
 
 /// A member of a group as the page shows them.
@@ -123,7 +131,11 @@ pub struct GroupView {
     pub pending: Vec<PendingEntry>,
     /// Names of everyone who ever was a member (for messages by former members).
     names: HashMap<Id, String>,
+    /// The verifying keys this member's own sealed book vouches for (a key rewritten in
+    /// the file is missing here, so that member's messages do not verify).
     verifying: HashMap<Id, VerifyingKey>,
+    /// Messages in older formats are accepted up to here.
+    legacy_upto: u64,
     pub(super) epoch_keys: BTreeMap<u32, SecretKey>,
 }
 
@@ -193,14 +205,28 @@ pub fn open(
     pending.sort_by(|a, b| a.username.cmp(&b.username));
     let secrets_row: Option<MemberSecretsRecord> =
         load2(&txn.open_table(GROUP_MEMBER_SECRETS)?, (*group, *me))?;
+    let last_seq = txn
+        .open_table(CONVERSATION_TO_LAST_SEQ)?
+        .get(group)?
+        .map_or(0, |g| g.value());
     drop(users);
     drop(txn);
     let Some(secrets_row) = secrets_row else {
         return Ok(None);
     };
-    let secrets = keys::open_member_secrets_record(&secrets_row, data_key)?;
+    let mut secrets = keys::open_member_secrets_record(&secrets_row, data_key)?;
+    let verifying = vouch(
+        store,
+        group,
+        me,
+        data_key,
+        &mut secrets,
+        &secrets_row,
+        verifying,
+        last_seq,
+    )?;
     let name = secrets
-        .name_key
+        .name_key()
         .open(&record.name_sealed)
         .ok()
         .and_then(|b| String::from_utf8(b.to_vec()).ok())
@@ -218,8 +244,54 @@ pub fn open(
         pending,
         names,
         verifying,
+        legacy_upto: secrets.legacy_upto(),
         epoch_keys,
     }))
+}
+
+/// Keep the keys of `keys` (every membership record's) that `me`'s book vouches for,
+/// adding members it has not seen yet; re-seal the book when it grew (or was sealed by an
+/// earlier version, which vouched for nothing: then everything in the file now is taken,
+/// and older message formats are accepted up to `last_seq`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the group, the reader and what they hold"
+)]
+fn vouch(
+    store: &Store,
+    group: &Id,
+    me: &Id,
+    data_key: &SecretKey,
+    secrets: &mut MemberSecrets,
+    seen: &MemberSecretsRecord,
+    keys: HashMap<Id, VerifyingKey>,
+    last_seq: u64,
+) -> Result<HashMap<Id, VerifyingKey>, StoreError> {
+    let old = secrets.book().map_err(crypto)?;
+    let upgrade = old.is_none();
+    let mut book = old.unwrap_or_default();
+    let mut grew = false;
+    let mut trusted = HashMap::with_capacity(keys.len());
+    for (member, key) in keys {
+        let digest = keys::member_key_digest(group, &member, &key);
+        match book.get(&member) {
+            Some(known) if crate::crypto::ct_eq(known, &digest) => {
+                trusted.insert(member, key);
+            }
+            Some(_) => {}
+            None => {
+                book.insert(member, digest);
+                grew = true;
+                trusted.insert(member, key);
+            }
+        }
+    }
+    if grew || upgrade {
+        secrets.set_book(&book, upgrade.then_some(last_seq));
+        let sealed = secrets.seal_under(data_key).map_err(crypto)?;
+        keys::replace_member_secrets_if_unchanged(store, group, me, seen, &sealed)?;
+    }
+    Ok(trusted)
 }
 
 impl GroupView {
@@ -276,12 +348,16 @@ impl GroupView {
 
     /// Verify and decrypt one stored message.
     pub fn show(&self, seq: u64, record: &MessageRecord) -> Shown {
+        let trust = chat::Trust {
+            sender_key: self.verifying.get(&record.sender),
+            legacy_upto: self.legacy_upto,
+        };
         chat::show_record(
             &self.id,
             &self.me,
             seq,
             record,
-            self.verifying.get(&record.sender),
+            trust,
             self.epoch_keys.get(&record.epoch),
         )
     }
@@ -292,23 +368,15 @@ impl GroupView {
         from: u64,
         to: u64,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
+        if from > to {
+            return Ok((Vec::new(), false));
+        }
         let txn = store.read()?;
         let table = txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        let mut more = false;
-        if from <= to {
-            for row in table.range((self.id, from)..=(self.id, to))?.rev() {
-                let (k, v) = row?;
-                if out.len() >= limit {
-                    more = true;
-                    break;
-                }
-                out.push(self.show(k.value().1, &MessageRecord::decode(v.value())?));
-            }
-        }
-        out.reverse();
-        Ok((out, more))
+        let rows = table.range((self.id, from)..=(self.id, to))?.rev();
+        chat::read_newest(rows, limit, now, |seq, r| self.show(seq, r))
     }
 
     /// Up to `limit` messages of the current membership before `before` (or the latest),
@@ -318,9 +386,10 @@ impl GroupView {
         store: &Store,
         before: Option<u64>,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
         let to = before.map_or(u64::MAX, |b| b.saturating_sub(1));
-        self.range(store, self.first_seq, to, limit)
+        self.range(store, self.first_seq, to, limit, now)
     }
 
     /// The latest `limit` messages after `after`, oldest first; and whether some were
@@ -330,22 +399,24 @@ impl GroupView {
         store: &Store,
         after: u64,
         limit: usize,
+        now: UnixTime,
     ) -> Result<(Vec<Shown>, bool), StoreError> {
         let from = after.saturating_add(1).max(self.first_seq);
-        self.range(store, from, u64::MAX, limit)
+        self.range(store, from, u64::MAX, limit, now)
     }
 
-    /// One message by sequence number (`None` if gone or before this membership).
-    pub fn message(&self, store: &Store, seq: u64) -> Result<Option<Shown>, StoreError> {
+    /// One message by sequence number (`None` if gone, expired, or before this
+    /// membership).
+    pub fn message(
+        &self,
+        store: &Store,
+        seq: u64,
+        now: UnixTime,
+    ) -> Result<Option<Shown>, StoreError> {
         if seq < self.first_seq {
             return Ok(None);
         }
-        let txn = store.read()?;
-        let table = txn.open_table(MESSAGES)?;
-        let Some(v) = table.get((self.id, seq))? else {
-            return Ok(None);
-        };
-        Ok(Some(self.show(seq, &MessageRecord::decode(v.value())?)))
+        chat::read_one(store, &self.id, seq, now, |seq, r| self.show(seq, r))
     }
 }
 

@@ -64,7 +64,7 @@ pub fn groups_of(
         };
         let name = keys::open_member_secrets_record(&sealed, data_key)
             .ok()
-            .and_then(|s| s.name_key.open(&record.name_sealed).ok())
+            .and_then(|s| s.name_key().open(&record.name_sealed).ok())
             .and_then(|b| String::from_utf8(b.to_vec()).ok())
             .unwrap_or_else(|| "(unreadable name)".into());
         out.push(GroupEntry {

@@ -8,6 +8,7 @@ use crate::accounts::{LoginOutcome, Username};
 use crate::chat::Verification;
 use crate::crypto::KdfParams;
 use crate::crypto::rsa_keys::RsaPrivate;
+use keys::open_member_secrets;
 
 const FAST: KdfParams = KdfParams {
     memory_kib: 64,
@@ -88,6 +89,7 @@ fn opens_with_any(keys: &BTreeMap<u32, SecretKey>, token: &str) -> bool {
 fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let commits = crate::chat::commit::Committer::new(store.clone());
     let (a, b, c) = (
         member(&store, "anna"),
         member(&store, "bert"),
@@ -108,9 +110,18 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
     accept(&store, &g, &b.id, &b.data_key, &signing(), 0)
         .unwrap()
         .unwrap();
-    let m1 = send(&store, &g, &a.id, &a.data_key, "before cleo", 1, None)
-        .unwrap()
-        .unwrap();
+    let m1 = send(
+        &store,
+        &commits,
+        &g,
+        &a.id,
+        &a.data_key,
+        "before cleo",
+        1,
+        None,
+    )
+    .unwrap()
+    .unwrap();
 
     invite(&store, &g, &a.id, &a.data_key, "cleo", 50, 0)
         .unwrap()
@@ -129,8 +140,8 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
         &view_c.epoch_keys,
         &ciphertext(&store, &g, m1.seq)
     ));
-    assert!(view_c.history(&store, None, 50).unwrap().0.is_empty());
-    assert!(view_c.message(&store, m1.seq).unwrap().is_none());
+    assert!(view_c.history(&store, None, 50, 0).unwrap().0.is_empty());
+    assert!(view_c.message(&store, m1.seq, 0).unwrap().is_none());
 
     let view_b = open(&store, &g, &b.id, &b.data_key).unwrap().unwrap();
     assert_eq!(
@@ -140,9 +151,18 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
     let before_leaving = view_b.epoch_keys;
     let left = leave(&store, &g, &b.id, 0).unwrap().unwrap();
     assert_eq!(left.remaining.len(), 2);
-    let m2 = send(&store, &g, &a.id, &a.data_key, "after bert", 2, None)
-        .unwrap()
-        .unwrap();
+    let m2 = send(
+        &store,
+        &commits,
+        &g,
+        &a.id,
+        &a.data_key,
+        "after bert",
+        2,
+        None,
+    )
+    .unwrap()
+    .unwrap();
     assert!(open(&store, &g, &b.id, &b.data_key).unwrap().is_none());
     assert!(!opens_with_any(
         &before_leaving,
@@ -158,19 +178,28 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
     drop(txn);
 
     let view_c = open(&store, &g, &c.id, &c.data_key).unwrap().unwrap();
-    let (shown, _) = view_c.history(&store, None, 50).unwrap();
+    let (shown, _) = view_c.history(&store, None, 50, 0).unwrap();
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].text.as_deref(), Some("after bert"));
     assert_eq!(shown[0].status, Verification::Verified);
     let view_a = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap();
-    let (shown, _) = view_a.history(&store, None, 50).unwrap();
+    let (shown, _) = view_a.history(&store, None, 50, 0).unwrap();
     let texts: Vec<_> = shown.iter().filter_map(|m| m.text.clone()).collect();
     assert_eq!(texts, vec!["before cleo", "after bert"]);
 
     // Cleo sends; then her account is deleted: her rows and messages go, a new epoch starts.
-    send(&store, &g, &c.id, &c.data_key, "cleo here", 3, None)
-        .unwrap()
-        .unwrap();
+    send(
+        &store,
+        &commits,
+        &g,
+        &c.id,
+        &c.data_key,
+        "cleo here",
+        3,
+        None,
+    )
+    .unwrap()
+    .unwrap();
     let before = rows(&store, MESSAGES);
     crate::accounts::delete_member(&store, &c.id).unwrap();
     assert_eq!(rows(&store, MESSAGES), before - 1);
@@ -187,6 +216,7 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
 fn creator_role_passes_on_and_the_last_one_out_deletes_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let commits = crate::chat::commit::Committer::new(store.clone());
     let (a, b) = (member(&store, "anna"), member(&store, "bert"));
     connect(&store, &a, &b, "bert");
     let g = create(&store, &a.id, &a.data_key, "Two", &signing(), 0).unwrap();
@@ -208,7 +238,7 @@ fn creator_role_passes_on_and_the_last_one_out_deletes_the_group() {
             .unwrap()
             .is_none()
     );
-    send(&store, &g, &a.id, &a.data_key, "hi", 1, Some(30))
+    send(&store, &commits, &g, &a.id, &a.data_key, "hi", 1, Some(30))
         .unwrap()
         .unwrap();
     leave(&store, &g, &a.id, 0).unwrap().unwrap();
@@ -269,6 +299,110 @@ fn a_group_is_full_at_its_limit_and_invites_only_connections() {
         "a non-member learns nothing"
     );
     assert_eq!(rows(&store, GROUP_INVITES), 0);
+}
+
+/// Someone who can write the file swaps a member's public key on their membership
+/// record: readers who had seen the real key no longer verify that member's messages,
+/// and a reader whose secrets came from an earlier version vouches on first use.
+#[test]
+fn a_member_key_swapped_in_the_file_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let commits = crate::chat::commit::Committer::new(store.clone());
+    let (a, b) = (member(&store, "anna"), member(&store, "bert"));
+    connect(&store, &a, &b, "bert");
+    let g = create(&store, &a.id, &a.data_key, "Keys", &signing(), 0).unwrap();
+    invite(&store, &g, &a.id, &a.data_key, "bert", 50, 0)
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    accept(&store, &g, &b.id, &b.data_key, &signing(), 0)
+        .unwrap()
+        .unwrap();
+    send(
+        &store,
+        &commits,
+        &g,
+        &b.id,
+        &b.data_key,
+        "from bert",
+        1,
+        None,
+    )
+    .unwrap()
+    .unwrap();
+    let statuses = |m: &Member| {
+        let view = open(&store, &g, &m.id, &m.data_key).unwrap().unwrap();
+        let (shown, _) = view.history(&store, None, 50, 0).unwrap();
+        shown.iter().map(|s| s.status).collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&a), vec![Verification::Verified]);
+
+    // The forger writes their own key on bert's membership and re-signs bert's message.
+    let forger = signing();
+    let swap = |key: VerifyingKey, signer: &SigningKey| {
+        let txn = store.write().unwrap();
+        {
+            let mut t = txn.open_table(GROUP_MEMBERS).unwrap();
+            let mut r =
+                MembershipRecord::decode(t.get((g, b.id)).unwrap().unwrap().value()).unwrap();
+            r.verifying_key = key;
+            t.insert((g, b.id), r.encode().unwrap().as_slice()).unwrap();
+            let mut m = txn.open_table(MESSAGES).unwrap();
+            let (seq, mut msg) = {
+                let (k, v) = m.first().unwrap().unwrap();
+                (k.value().1, MessageRecord::decode(v.value()).unwrap())
+            };
+            msg.signature = signer.sign(&msg.signed_bytes(&g, seq)).unwrap();
+            m.insert((g, seq), msg.encode().unwrap().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    };
+    let real = signing_of(&store, &g, &b.id);
+    let bert_signs = open_member_secrets(&store, &g, &b.id, &b.data_key)
+        .unwrap()
+        .unwrap()
+        .signing_key()
+        .unwrap();
+    swap(forger.verifying_key().unwrap(), &forger);
+    assert_eq!(statuses(&a), vec![Verification::BadSignature]);
+    assert_eq!(statuses(&b), vec![Verification::BadSignature]);
+    swap(real.clone(), &bert_signs);
+    assert_eq!(statuses(&a), vec![Verification::Verified]);
+
+    // Secrets of an earlier version (no book): the first open vouches for what the file
+    // holds then, and from then on a swap is caught.
+    let old = {
+        let mine = open_member_secrets(&store, &g, &a.id, &a.data_key)
+            .unwrap()
+            .unwrap();
+        let (scheme, der) = mine.signing_key().unwrap().to_tagged_der().unwrap();
+        let mut p = vec![scheme];
+        p.extend_from_slice(mine.name_key().expose());
+        p.extend_from_slice(&der);
+        MemberSecretsRecord {
+            token: a.data_key.seal(&p).unwrap(),
+        }
+    };
+    let txn = store.write().unwrap();
+    txn.open_table(GROUP_MEMBER_SECRETS)
+        .unwrap()
+        .insert((g, a.id), old.encode().unwrap().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    assert_eq!(statuses(&a), vec![Verification::Verified]);
+    swap(forger.verifying_key().unwrap(), &forger);
+    assert_eq!(statuses(&a), vec![Verification::BadSignature]);
+}
+
+/// The verifying key on `member`'s membership record.
+fn signing_of(store: &Store, g: &Id, member: &Id) -> VerifyingKey {
+    let txn = store.read().unwrap();
+    let t = txn.open_table(GROUP_MEMBERS).unwrap();
+    MembershipRecord::decode(t.get((*g, *member)).unwrap().unwrap().value())
+        .unwrap()
+        .verifying_key
 }
 
 #[test]

@@ -16,7 +16,11 @@ use super::{Store, StoreError, tables};
 ///    under the invitee's `data_key`). Older records stay readable as they are; an older
 ///    binary must not open a version-3 file: it could not read the new records and would
 ///    not delete a group's events with it.
-pub const CURRENT_SCHEMA: u32 = 3;
+/// 4. Message records of version 3 (the signature covers the sequence number) and sealed
+///    secrets of layout 2 (digests of the public keys their member vouches for). No new
+///    table; older records stay readable and are re-sealed at their member's first use.
+///    An older binary must not open a version-4 file: it could read neither.
+pub const CURRENT_SCHEMA: u32 = 4;
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -63,6 +67,14 @@ fn migrate_step(store: &Store, from: u32) -> Result<u32, StoreError> {
                 .insert(VERSION_KEY, 3u32.to_le_bytes().as_slice())?;
             txn.commit()?;
             Ok(3)
+        }
+        3 => {
+            // 3 → 4: only the version (the new record forms are read beside the old).
+            let txn = store.write()?;
+            txn.open_table(tables::META)?
+                .insert(VERSION_KEY, 4u32.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(4)
         }
         v => Err(StoreError::Corrupt(format!(
             "unknown old schema version {v}"
@@ -160,7 +172,7 @@ mod tests {
             write_version(&s, 2).unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(read_version(&s).unwrap(), Some(3));
+        assert_eq!(read_version(&s).unwrap(), Some(CURRENT_SCHEMA));
         let txn = s.read().unwrap();
         assert!(txn.open_table(tables::GROUP_EVENTS).is_ok());
     }

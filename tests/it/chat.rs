@@ -13,14 +13,14 @@ use crate::support::{Client, PW, TestServer};
 use ghostcache::config::Config;
 use ghostcache::store::tables::{MESSAGES, UNDELIVERED};
 
-fn roomy(c: &mut Config) {
+pub(crate) fn roomy(c: &mut Config) {
     c.rate_limits.connection_requests_per_minute = 1000;
     c.rate_limits.searches_per_minute = 1000;
     c.rate_limits.messages_per_minute = 1000;
 }
 
 /// Two connected members and their connection id.
-async fn pair(server: &TestServer, a: &str, b: &str) -> (Client, Client, String) {
+pub(crate) async fn pair(server: &TestServer, a: &str, b: &str) -> (Client, Client, String) {
     let mut ca = server.client();
     ca.member(a).await;
     let mut cb = server.client();
@@ -401,7 +401,11 @@ async fn nothing_of_a_conversation_is_readable_at_rest() {
             .get(c.session().unwrap(), now)
             .unwrap();
         let me = hub_id(&server, name);
-        let side = open_side(&store, &conn, &me, &session.data_key)
+        let record = ghostcache::connections::side_of(&store, &conn, &me)
+            .unwrap()
+            .unwrap()
+            .record;
+        let side = open_side(&store, &conn, &me, &session.data_key, &record)
             .unwrap()
             .unwrap();
         secrets_bytes.push(side.chat_key.expose().to_vec());

@@ -112,7 +112,7 @@ async fn download_request(c: &mut Client, path: &str, key: &str) -> Request<AnyB
         .unwrap()
 }
 
-async fn share(c: &mut Client, path: &str, username: &str) -> Resp {
+pub(crate) async fn share(c: &mut Client, path: &str, username: &str) -> Resp {
     c.submit(path, &format!("{path}/share"), &[("username", username)])
         .await
 }

@@ -29,6 +29,16 @@ impl TestServer {
 
     /// A server on an existing data directory (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_at(dir, Clock::system(), tweak).await
+    }
+
+    /// A server on an existing data directory whose clock is `clock` from the start (the
+    /// sweeper's first pass at start-up already reads it).
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         // Server errors (with their request ids) show in the output of a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
@@ -36,7 +46,6 @@ impl TestServer {
             .try_init();
         let mut config = test_config(dir.path().to_path_buf());
         tweak(&mut config);
-        let clock = Clock::system();
         let options = StartOptions {
             clock: clock.clone(),
             danger_fast_kdf: true,
