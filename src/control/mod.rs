@@ -205,6 +205,7 @@ async fn apply_clients(
             clients = clients.len(),
             "restricted discovery: client list changed"
         );
+        reapply_clients_later(Arc::clone(state), handle.clone());
         "the running service publishes a new descriptor within about two minutes; sessions \
          and open connections are kept"
             .to_owned()
@@ -218,6 +219,39 @@ async fn apply_clients(
     Reply::Done {
         message: format!("{done}; {next}"),
     }
+}
+
+/// When the client list is handed to arti again after a change.
+///
+/// arti (0.47) can lose a change: when it arrives while a descriptor built before it is
+/// still being uploaded, that upload's result marks the new descriptor as published too
+/// (the TODO about #1098 in tor-hsservice's publisher), and the old list stays on the
+/// directories until the next scheduled upload, an hour or two later. The list built
+/// again is always a change (fresh throw-away keys, see [`client_auth::keys_for_arti`]),
+/// so arti builds and uploads a new descriptor. The first time comes after any upload on
+/// a working network has ended; the last one after arti's limit on any upload (five
+/// minutes), so the current list is on the directories by then whatever happened.
+const REAPPLY_AFTER: [Duration; 2] = [Duration::from_secs(90), Duration::from_secs(330)];
+
+/// Hand arti the client list as it is in the database again, at each of
+/// [`REAPPLY_AFTER`]. A task ends early if the list cannot be read or is refused (the
+/// command that caused the change already said so, or a later one will).
+fn reapply_clients_later(state: Arc<AppState>, handle: ServiceHandle) {
+    tokio::spawn(async move {
+        let mut waited = Duration::ZERO;
+        for at in REAPPLY_AFTER {
+            tokio::time::sleep(at - waited).await;
+            waited = at;
+            let Ok(clients) = state.store.run(client_auth::list).await else {
+                return;
+            };
+            if let Err(e) = handle.set_clients(&state.config.tor, &clients) {
+                tracing::warn!(error = %e, "restricted discovery: handing the list again failed");
+                return;
+            }
+            tracing::debug!("restricted discovery: client list handed to arti again");
+        }
+    });
 }
 
 /// Look up a member by the name an operator typed. Names that cannot exist get the

@@ -13,6 +13,9 @@
 //! lines). So the list handed to arti is padded with throw-away keys, whose private halves
 //! are dropped at once, to a multiple of 16 (as C tor does): with no client at all the
 //! service is then reachable by nobody, and the descriptor shows only a rounded count.
+//! There is always at least one throw-away key, fresh each time the list is built, so two
+//! lists built from the same clients always differ (see `control::apply_clients`, which
+//! relies on that to hand arti the same clients again).
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -25,10 +28,11 @@ use crate::clock::UnixTime;
 use crate::store::tables::CLIENT_AUTH;
 use crate::store::{Record, Store, StoreError};
 
-/// Most clients one service can authorize: arti's recommended limit, beyond which the
-/// descriptor may exceed the 50 kB Tor allows.
+/// Most clients one service can authorize: one fewer than arti's recommended limit
+/// (beyond which the descriptor may exceed the 50 kB Tor allows), leaving room for the
+/// one throw-away key every list carries.
 pub const MAX_CLIENTS: usize =
-    tor_hsservice::config::restricted_discovery::MAX_RESTRICTED_DISCOVERY_CLIENTS;
+    tor_hsservice::config::restricted_discovery::MAX_RESTRICTED_DISCOVERY_CLIENTS - 1;
 
 /// The list handed to arti is padded to a multiple of this with throw-away keys.
 const PAD_MULTIPLE: usize = 16;
@@ -260,8 +264,8 @@ pub fn list(store: &Store) -> Result<Vec<(String, ClientAuthRecord)>, StoreError
 }
 
 /// The keys to hand arti: every authorized client under its name, then throw-away keys
-/// (named `_pad<n>`, which no client name can be) up to the next multiple of 16, and at
-/// least 16.
+/// (named `_pad<n>`, which no client name can be) up to the next multiple of 16 above the
+/// number of clients: at least one, and at least 16 keys in all.
 pub fn keys_for_arti(
     clients: &[(String, ClientAuthRecord)],
 ) -> Result<Vec<(HsClientNickname, HsClientDescEncKey)>, String> {
@@ -275,7 +279,7 @@ pub fn keys_for_arti(
             HsClientDescEncKey::from(curve25519::PublicKey::from(record.public_key)),
         ));
     }
-    let target = clients.len().max(1).next_multiple_of(PAD_MULTIPLE);
+    let target = (clients.len() + 1).next_multiple_of(PAD_MULTIPLE);
     for i in clients.len()..target {
         let nickname: HsClientNickname = format!("_pad{i}")
             .parse()
@@ -387,6 +391,25 @@ mod tests {
         assert_eq!(keys[0].0.to_string(), "c0");
         let seventeen: Vec<_> = (0..17).map(rec).collect();
         assert_eq!(keys_for_arti(&seventeen).unwrap().len(), 32);
+        // A full multiple still gets a throw-away key, so building the list twice from
+        // the same clients gives two different lists.
+        let sixteen: Vec<_> = (0..16).map(rec).collect();
+        let (a, b) = (
+            keys_for_arti(&sixteen).unwrap(),
+            keys_for_arti(&sixteen).unwrap(),
+        );
+        assert_eq!(a.len(), 32);
+        assert!(a[16].1 != b[16].1, "fresh throw-away keys each time");
+        assert!(
+            a[..16] == b[..16],
+            "the clients themselves in the same order"
+        );
+        let most: Vec<_> = (0..MAX_CLIENTS as u8).map(rec).collect();
+        assert_eq!(
+            keys_for_arti(&most).unwrap().len(),
+            tor_hsservice::config::restricted_discovery::MAX_RESTRICTED_DISCOVERY_CLIENTS,
+            "never beyond arti's limit"
+        );
     }
 
     #[test]

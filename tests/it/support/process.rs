@@ -51,7 +51,12 @@ impl Serve {
             .arg("serve")
             .args(args)
             .env_remove("GHOSTCACHE_CONFIG")
-            .env("GHOSTCACHE_LOG", "info")
+            // TEST_GHOSTCACHE_LOG=info,tor_hsservice=debug looks inside arti when a test
+            // over the private network fails.
+            .env(
+                "GHOSTCACHE_LOG",
+                std::env::var("TEST_GHOSTCACHE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
