@@ -18,7 +18,16 @@ pub async fn home(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body
         .get("deleted")
         .map(|_| "Your account and everything in it have been deleted.");
     let page = ctx.page();
-    Ok(html(StatusCode::OK, views::home(&page, notice)))
+    let accounts = &ctx.state.config.accounts;
+    Ok(html(
+        StatusCode::OK,
+        views::home(
+            &page,
+            notice,
+            accounts.registration,
+            accounts.inactivity_days,
+        ),
+    ))
 }
 
 pub async fn register_form(

@@ -3,10 +3,17 @@
 use maud::{Markup, html};
 
 use crate::connections::keys::SignatureScheme;
+use crate::invites::RegistrationMode;
 use crate::web::layout::{PageCtx, csrf_field, form_error, page};
 
-/// The start page.
-pub fn home(ctx: &PageCtx, notice: Option<&str>) -> Markup {
+/// The start page. `registration` decides what it offers a visitor: the registration
+/// form, the form with a word about invitation codes, or only the login.
+pub fn home(
+    ctx: &PageCtx,
+    notice: Option<&str>,
+    registration: RegistrationMode,
+    inactivity_days: u32,
+) -> Markup {
     page(
         ctx,
         "A private meeting place",
@@ -25,12 +32,26 @@ pub fn home(ctx: &PageCtx, notice: Option<&str>) -> Markup {
                 ul {
                     li { "No e-mail address, no phone number: a username and two passwords." }
                     li { "A destruction password: logging in with it deletes your account at once, and looks like a failed login." }
-                    li { "Accounts that nobody logs into for 30 days are deleted automatically." }
+                    li { "Accounts that nobody logs into for " (inactivity_days) " days are deleted automatically." }
                 }
-                p {
-                    a.button href="/register" { "Create an account" }
-                    " or "
-                    a href="/login" { "log in" }
+                @match registration {
+                    RegistrationMode::Open => p {
+                        a.button href="/register" { "Create an account" }
+                        " or "
+                        a href="/login" { "log in" }
+                    },
+                    RegistrationMode::Invite => {
+                        p { "New accounts need an invitation code from a member or from the person who runs this place." }
+                        p {
+                            a.button href="/register" { "Create an account with a code" }
+                            " or "
+                            a href="/login" { "log in" }
+                        }
+                    },
+                    RegistrationMode::Closed => {
+                        p { "This place is not taking new members." }
+                        p { a.button href="/login" { "Log in" } }
+                    },
                 }
             }
         },

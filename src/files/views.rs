@@ -385,6 +385,7 @@ mod tests {
             user: Some("alice".into()),
             csrf: "t".into(),
             nav: crate::web::layout::Nav::default(),
+            can_register: true,
         };
         let row = SharedRow {
             url_id: "x".into(),

@@ -327,6 +327,7 @@ mod tests {
             user: Some("me".into()),
             csrf: "t".into(),
             nav: crate::web::layout::Nav::default(),
+            can_register: true,
         }
     }
 

@@ -143,6 +143,7 @@ mod tests {
             user: Some(hostile.into()),
             csrf: "t".into(),
             nav: crate::web::layout::Nav::default(),
+            can_register: true,
         };
         let out = overview(&ctx, &o, 0).into_string();
         assert!(!out.contains("<script>"), "{out}");

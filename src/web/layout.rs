@@ -17,6 +17,8 @@ pub struct PageCtx {
     pub csrf: String,
     /// What waits for the logged-in member, counted beside the navigation's links.
     pub nav: Nav,
+    /// The navigation offers "Register" (registration is not closed).
+    pub can_register: bool,
 }
 
 /// The counts beside Connections and Groups in the navigation (see `home::nav_counts`).
@@ -91,7 +93,7 @@ pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
                             }
                         } @else {
                             a href="/login" { "Log in" }
-                            a href="/register" { "Register" }
+                            @if ctx.can_register { a href="/register" { "Register" } }
                         }
                     }
                 }

@@ -191,12 +191,15 @@ impl Ctx {
 
     /// What the layout needs.
     pub fn page(&mut self) -> PageCtx {
+        let can_register =
+            self.state.config.accounts.registration != crate::invites::RegistrationMode::Closed;
         match &self.session {
             Some(s) => PageCtx {
                 banner: self.door.banner(),
                 user: Some(s.username.clone()),
                 csrf: s.csrf().to_owned(),
                 nav: self.nav,
+                can_register,
             },
             // Anonymous pages carry no member forms; the login and registration forms ask
             // for `anonymous_csrf` themselves, so plain pages set no cookie at all.
@@ -205,6 +208,7 @@ impl Ctx {
                 user: None,
                 csrf: String::new(),
                 nav: layout::Nav::default(),
+                can_register,
             },
         }
     }

@@ -161,7 +161,15 @@ async fn the_overview_shows_what_waits_links_where_to_act_and_forgets_what_was_d
     let mut anon = server.client();
     let home = anon.get("/").await;
     assert_eq!(home.status, StatusCode::OK);
-    assert!(home.text().contains("Create an account"));
+    assert_eq!(
+        home.texts("a[href='/register']"),
+        vec!["Register", "Create an account"]
+    );
+    assert!(
+        home.text()
+            .contains("nobody logs into for 30 days are deleted automatically"),
+        "the configured inactivity period"
+    );
     assert_eq!(nav_count(&home, "/connections"), None);
 }
 

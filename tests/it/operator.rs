@@ -262,6 +262,23 @@ async fn closed_registration_says_so_and_creates_nothing() {
     })
     .await;
     let mut c = server.client();
+    // The start page offers only the login, and says why.
+    let start = c.get("/").await;
+    assert_eq!(start.status, StatusCode::OK);
+    assert!(
+        start
+            .text()
+            .contains("This place is not taking new members.")
+    );
+    assert!(
+        start.texts("a[href='/register']").is_empty(),
+        "no way to register"
+    );
+    assert_eq!(
+        start.texts("a[href='/login']"),
+        vec!["Log in", "Log in"],
+        "the navigation and the page"
+    );
     let page = c.get("/register").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.texts("h1"), vec!["Registration is closed"]);
@@ -287,6 +304,16 @@ async fn every_bad_invitation_code_gets_the_same_answer_and_spends_the_rate_limi
     .await;
     let dir = server.dir.path().to_owned();
     let mut c = server.client();
+    let start = c.get("/").await;
+    assert_eq!(
+        start.texts("a[href='/register']"),
+        vec!["Register", "Create an account with a code"]
+    );
+    assert!(
+        start
+            .text()
+            .contains("New accounts need an invitation code")
+    );
     let page = c.get("/register").await;
     assert_eq!(
         page.texts("form[action='/register'] input[name=invite]")
