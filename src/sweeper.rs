@@ -94,6 +94,27 @@ pub async fn expire(state: &Arc<AppState>) -> Result<usize, crate::store::StoreE
             break;
         }
     }
+    // End-to-end messages have their own deadline index (`e2e::store`).
+    loop {
+        let now = state.clock.now();
+        let expired = state
+            .store
+            .run(move |store| crate::e2e::store::expire_due(store, now))
+            .await?;
+        for e in &expired {
+            state.hub.publish(
+                &e.participants,
+                crate::chat::hub::Event::Expired {
+                    conversation: e.conversation,
+                    seq: e.seq,
+                },
+            );
+        }
+        total += expired.len();
+        if expired.len() < crate::chat::EXPIRY_BATCH {
+            break;
+        }
+    }
     if total > 0 {
         tracing::debug!(count = total, "self-destructing messages deleted");
     }
@@ -102,7 +123,15 @@ pub async fn expire(state: &Arc<AppState>) -> Result<usize, crate::store::StoreE
 
 /// How long the expiry loop may sleep: until the earliest deadline, at most `max`.
 async fn expiry_wait(state: &Arc<AppState>, max: Duration) -> Duration {
-    let next = match state.store.run(crate::chat::next_deadline).await {
+    let next = match state
+        .store
+        .run(|s| {
+            let a = crate::chat::next_deadline(s)?;
+            let b = crate::e2e::store::next_deadline(s)?;
+            Ok(a.into_iter().chain(b).min())
+        })
+        .await
+    {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "reading the next self-destruct deadline failed");
