@@ -53,7 +53,7 @@ pub const FRAMES_PER_SEC: f64 = 5.0;
 /// Seconds between presence checks and keep-alive pings.
 const TICK_SECS: u64 = 5;
 
-const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65";
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A message from the browser.
 #[derive(Deserialize)]

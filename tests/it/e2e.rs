@@ -76,6 +76,23 @@ fn wait_gone(b: &Browser, css: &str, needle: &str) {
     .unwrap_or_else(|_| panic!("{needle:?} stayed in {css}"));
 }
 
+/// Type into a field once it is shown (the scripts show forms as the state allows).
+fn fill(b: &Browser, css: &str, value: &str) {
+    b.wait_until(WAIT, |b| {
+        Ok(b.execute(
+            "const e = document.querySelector(arguments[0]); return !!e && e.offsetParent !== null",
+            json!([css]),
+        )? == json!(true))
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "{css} never shown: {:?}",
+            texts(b, "#e2e-status, #e2e-state")
+        )
+    });
+    b.fill(css, value).unwrap();
+}
+
 fn click(b: &Browser, css: &str) {
     b.execute(
         "document.querySelector(arguments[0]).click(); return true",
@@ -112,16 +129,17 @@ fn enable(b: &Browser, base: &str) {
         )? == json!(true))
     })
     .unwrap();
-    b.fill("#e2e-enable-password", PW).unwrap();
+    fill(b, "#e2e-enable-password", PW);
     click(b, "#e2e-enable-button");
     wait_text(b, "#e2e-status", "End-to-end mode is on");
 }
 
 fn say(b: &Browser, text: &str, timer: &str) {
-    b.fill("#e2e-text", text).unwrap();
+    wait_ready(b);
     b.execute(
-        "document.getElementById('e2e-timer').value = arguments[0]; return true",
-        json!([timer]),
+        "document.getElementById('e2e-text').value = arguments[0]; \
+         document.getElementById('e2e-timer').value = arguments[1]; return true",
+        json!([text, timer]),
     )
     .unwrap();
     click(b, "#e2e-send button[type=submit]");
@@ -244,13 +262,13 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
 
         // A group of three, a leave, a new epoch.
         alice.navigate(&format!("{base}/e2e")).unwrap();
-        alice.fill("#e2e-group-name", "marker-group-name").unwrap();
+        fill(&alice, "#e2e-group-name", "marker-group-name");
         click(&alice, "#e2e-create button");
         let group_url = wait_url(&alice, "/e2e/c/");
         wait_ready(&alice);
         wait_text(&alice, "h1", "marker-group-name");
         for (who, name) in [(&bob, "bob"), (&carol, "carol")] {
-            alice.fill("#e2e-invite-name", name).unwrap();
+            fill(&alice, "#e2e-invite-name", name);
             click(&alice, "#e2e-invite button");
             wait_text(&alice, "#e2e-status", "is invited");
             who.navigate(&format!("{base}/e2e")).unwrap();
@@ -308,7 +326,7 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
                 )? == json!(true))
             })
             .unwrap();
-        fresh.fill("#e2e-password", PW).unwrap();
+        fill(&fresh, "#e2e-password", PW);
         click(&fresh, "#e2e-unlock button");
         wait_ready(&fresh);
         wait_text(&fresh, "#e2e-messages .text", "marker-alice-to-bob");
@@ -446,8 +464,14 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
             .iter()
             .filter(|f| f.contains("\"t\":\"send\""))
             .count()
-            >= 6,
-        "the messages went over the WebSocket"
+            == 5,
+        "the messages went over the WebSocket: {} frames, e.g. {:?}",
+        frames.len(),
+        frames
+            .iter()
+            .filter(|f| f.len() > 20)
+            .map(|f| f.chars().take(80).collect::<String>())
+            .collect::<Vec<_>>()
     );
     let db = std::fs::read(server.dir.path().join(ghostcache::store::DB_FILE)).unwrap();
     let form_pw = PW.replace(' ', "+");

@@ -74,9 +74,13 @@ impl Ws {
             return Opened::Refused(status);
         }
         let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
-            b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC11B65",
+            b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
         ));
         assert!(head.contains(&accept), "Sec-WebSocket-Accept: {head}");
+        assert!(
+            head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "RFC 6455 example"
+        );
         Opened::Socket(Ws {
             stream,
             buf: buf[head_end..].to_vec(),

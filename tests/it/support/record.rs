@@ -58,13 +58,12 @@ impl RecordingProxy {
         let mut frames = Vec::new();
         for c in self.log.lock().iter() {
             let bytes = c.lock().clone();
-            let head_end = find(&bytes, b"\r\n\r\n").map(|i| i + 4);
-            let upgrade = head_end.is_some_and(|end| {
-                String::from_utf8_lossy(&bytes[..end])
-                    .to_ascii_lowercase()
-                    .contains("upgrade: websocket")
-            });
-            match (upgrade, head_end) {
+            // The upgrade request may follow other requests on a kept-alive connection;
+            // after its head, the connection carries frames only.
+            let lower = bytes.to_ascii_lowercase();
+            let head_end = find(&lower, b"upgrade: websocket")
+                .and_then(|at| find(&bytes[at..], b"\r\n\r\n").map(|i| at + i + 4));
+            match (head_end.is_some(), head_end) {
                 (true, Some(end)) => {
                     let mut text = bytes[..end].to_vec();
                     for payload in unmask_frames(&bytes[end..]) {
