@@ -516,7 +516,7 @@ async fn conversation_with(
 // JSON
 
 /// A JSON response.
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -527,7 +527,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 /// JSON endpoints answer errors in JSON too, with the same status as the page would.
-fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
+pub(crate) fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
     match result {
         Ok(r) => r,
         Err(e) => {

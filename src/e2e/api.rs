@@ -8,7 +8,6 @@
 
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -19,13 +18,14 @@ use super::{
     ConversationKind, ConversationState, E2eMessageRecord, EpochRecord, MessageHeader,
     PublicKeysRecord, Recipient, SignScheme,
 };
+use crate::chat::handlers::{json, json_or_error};
 use crate::chat::hub::Event;
 use crate::crypto::{b64url, b64url_decode_exact};
 use crate::store::{Id, StoreError};
 use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::request::{media_type, read_body};
-use crate::web::response::{Body, full};
+use crate::web::response::Body;
 use crate::web::router::{GET, GET_ONLY, POST};
 use crate::web::session::Session;
 
@@ -128,35 +128,6 @@ pub async fn dispatch(
 
 // ---------------------------------------------------------------------------------------
 // JSON plumbing
-
-fn json(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut r = Response::new(full(value.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    r
-}
-
-/// Errors as JSON, with the status a page would have.
-pub fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
-    match result {
-        Ok(r) => r,
-        Err(e) => {
-            let view = e.view();
-            let body = match &e {
-                AppError::Internal(detail) => {
-                    let id = b64url(&crate::crypto::random_bytes::<6>());
-                    tracing::error!(request_id = %id, detail = %detail, "request failed");
-                    json!({ "error": view.message, "request_id": id })
-                }
-                _ => json!({ "error": view.message }),
-            };
-            json(view.status, &body)
-        }
-    }
-}
 
 /// A refusal as a JSON answer.
 fn refusal(e: &E2eError) -> Response<Body> {
