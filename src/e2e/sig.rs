@@ -4,7 +4,6 @@
 //! or signs.
 
 use p256::pkcs8::DecodePublicKey as _;
-use rsa::traits::PublicKeyParts;
 
 use super::{PublicKeysRecord, SignScheme};
 
@@ -22,16 +21,34 @@ pub enum KeyError {
     Proof,
 }
 
-fn rsa_3072(der: &[u8]) -> Option<rsa::RsaPublicKey> {
-    let key = rsa::RsaPublicKey::from_public_key_der(der).ok()?;
-    (key.n().bits() == RSA_BITS && key.e() == &rsa::BigUint::from(65_537u32)).then_some(key)
+/// The RFC 8017 `RSAPublicKey` of every 3072-bit key with exponent 65537, as AWS-LC
+/// re-encodes it (canonical DER): `SEQUENCE { INTEGER n (0x00 and 384 bytes), INTEGER
+/// 65537 }`. The leading zero is there exactly when n's top bit is set, so a match also
+/// says that n has 3072 bits.
+const RSA_3072_HEAD: [u8; 9] = [0x30, 0x82, 0x01, 0x8a, 0x02, 0x82, 0x01, 0x81, 0x00];
+const RSA_F4_TAIL: [u8; 5] = [0x02, 0x03, 0x01, 0x00, 0x01];
+const RSA_3072_LEN: usize = RSA_3072_HEAD.len() + RSA_BITS / 8 + RSA_F4_TAIL.len();
+
+/// Whether `der` (SubjectPublicKeyInfo) is a valid RSA key of 3072 bits with e = 65537.
+fn rsa_3072(der: &[u8]) -> bool {
+    use aws_lc_rs::rsa::{PublicEncryptingKey, PublicKey};
+    let Ok(key) = PublicKey::from_der(der) else {
+        return false;
+    };
+    let pkcs1 = key.as_ref();
+    PublicEncryptingKey::from_der(der).is_ok_and(|k| k.key_size_bits() == RSA_BITS)
+        && pkcs1.len() == RSA_3072_LEN
+        && pkcs1.starts_with(&RSA_3072_HEAD)
+        && pkcs1.ends_with(&RSA_F4_TAIL)
 }
 
 /// Check both public keys of a generation.
 pub fn check_public(keys: &PublicKeysRecord) -> Result<(), KeyError> {
-    rsa_3072(&keys.enc_public).ok_or(KeyError::Receiving)?;
+    if !rsa_3072(&keys.enc_public) {
+        return Err(KeyError::Receiving);
+    }
     let signing_ok = match keys.scheme {
-        SignScheme::RsaPss => rsa_3072(&keys.sign_public).is_some(),
+        SignScheme::RsaPss => rsa_3072(&keys.sign_public),
         SignScheme::EcdsaP256 => {
             p256::ecdsa::VerifyingKey::from_public_key_der(&keys.sign_public).is_ok()
         }
@@ -94,5 +111,20 @@ mod tests {
             sign_public: small.public().to_der().unwrap(),
         };
         assert_eq!(check_public(&keys), Err(KeyError::Receiving));
+    }
+
+    #[test]
+    fn rsa_3072_with_f4_is_accepted_and_its_encoding_checked() {
+        let key = crate::crypto::rsa_keys::RsaPrivate::generate(3072).unwrap();
+        let der = key.public().to_der().unwrap();
+        assert!(rsa_3072(&der));
+        let keys = PublicKeysRecord {
+            scheme: SignScheme::RsaPss,
+            enc_public: der.clone(),
+            sign_public: der.clone(),
+        };
+        assert_eq!(check_public(&keys), Ok(()));
+        assert!(!rsa_3072(&der[..der.len() - 1]));
+        assert!(!rsa_3072(b"junk"));
     }
 }
