@@ -167,6 +167,33 @@
     shown.clear();
     lastClientSeq.clear();
     for (const m of view.messages) await showMessage(m);
+    showMembershipEvents();
+  }
+
+  // Joins and departures, as the verified key epochs record them: each epoch's maker
+  // signed its list of recipients, so a member who is in one epoch's list and not in the
+  // previous one joined, and the other way round left or was removed. Only the epochs this
+  // member can open are compared (a newcomer sees nothing from before their own join).
+  function showMembershipEvents() {
+    if (view.kind !== 'group') return;
+    const byEpoch = new Map(view.epochs.map((e) => [e.epoch, e]));
+    const open = Array.from(epochs.keys()).sort((a, b) => a - b);
+    const lastSeq = view.messages.reduce((n, m) => Math.max(n, m.seq), 0);
+    for (let i = 1; i < open.length; i += 1) {
+      const before = new Set(byEpoch.get(open[i - 1]).recipients.map((r) => r.member));
+      const after = new Set(byEpoch.get(open[i]).recipients.map((r) => r.member));
+      const first = view.messages.find((m) => m.epoch >= open[i]);
+      const seq = (first ? first.seq : lastSeq + 1) - 0.5;
+      const lines = [];
+      for (const id of after) if (!before.has(id)) lines.push((id === view.me ? 'You' : nameOf(id)) + ' joined');
+      for (const id of before) if (!after.has(id)) lines.push(nameOf(id) + ' left or was removed');
+      for (const line of lines) {
+        const li = el('li', { 'data-seq': String(seq) });
+        li.append(el('p', { class: 'event' }, line + ' (new key, epoch ' + open[i] + ').'));
+        const later = Array.from(list.children).find((c) => Number(c.dataset.seq) > seq);
+        list.insertBefore(li, later || null);
+      }
+    }
   }
 
   async function send(ev) {

@@ -281,6 +281,29 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
         say(&carol, "marker-group-1", "");
         wait_text(&alice, "#e2e-messages .text", "marker-group-1");
         wait_text(&bob, "#e2e-messages .text", "marker-group-1");
+        // Joins show between the messages, read from the signed epochs: alice saw both,
+        // bob (who joined first) carol's, and carol none from before her own.
+        wait_text(
+            &alice,
+            "#e2e-messages .event",
+            "bob joined (new key, epoch 2).",
+        );
+        wait_text(
+            &alice,
+            "#e2e-messages .event",
+            "carol joined (new key, epoch 3).",
+        );
+        wait_text(
+            &bob,
+            "#e2e-messages .event",
+            "carol joined (new key, epoch 3).",
+        );
+        assert!(
+            texts(&bob, "#e2e-messages .event")
+                .iter()
+                .all(|t| !t.contains("bob"))
+        );
+        assert!(texts(&carol, "#e2e-messages .event").is_empty());
         let epoch_before = texts(&alice, "#e2e-state").concat();
         click(&carol, "#e2e-leave");
         wait_url(&carol, "/e2e");
@@ -294,6 +317,7 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
             .unwrap();
         say(&bob, "marker-group-after-leave", "");
         wait_text(&alice, "#e2e-messages .text", "marker-group-after-leave");
+        wait_text(&bob, "#e2e-messages .event", "carol left or was removed");
         carol.navigate(&group_url).unwrap();
         assert_eq!(carol.title().unwrap(), "Not found · ghostcache");
 
