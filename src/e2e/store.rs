@@ -1231,17 +1231,9 @@ pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), Store
     Ok(())
 }
 
-/// An end-to-end message deleted at its deadline.
-#[derive(Debug, Clone)]
-pub struct ExpiredE2e {
-    pub conversation: Id,
-    pub seq: u64,
-    pub participants: Vec<Id>,
-}
-
 /// Delete every end-to-end message whose deadline is at or before `now` (at most
 /// `crate::chat::EXPIRY_BATCH`), in one durable transaction.
-pub fn expire_due(store: &Store, now: UnixTime) -> Result<Vec<ExpiredE2e>, StoreError> {
+pub fn expire_due(store: &Store, now: UnixTime) -> Result<Vec<crate::chat::Expired>, StoreError> {
     let txn = store.write()?;
     let due: Vec<(i64, Id, u64)> = txn
         .open_table(E2E_DEADLINES)?
@@ -1258,10 +1250,10 @@ pub fn expire_due(store: &Store, now: UnixTime) -> Result<Vec<ExpiredE2e>, Store
         txn.open_table(E2E_DEADLINES)?
             .remove((deadline, conv, seq))?;
         if txn.open_table(E2E_MESSAGES)?.remove((conv, seq))?.is_some() {
-            out.push(ExpiredE2e {
+            out.push(crate::chat::Expired {
                 conversation: conv,
                 seq,
-                participants: active_participants_in(&txn, &conv)?,
+                members: active_participants_in(&txn, &conv)?,
             });
         }
     }
