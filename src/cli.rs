@@ -71,6 +71,9 @@ pub enum Command {
     /// taken as an argument, where other users could read it in the process list. OUT is
     /// written to a temporary file beside it and renamed only once every token verified.
     Decrypt(DecryptArgs),
+    /// Print the scripts this binary serves to its end-to-end pages: path and SHA-256, as
+    /// a Markdown table (the README publishes the same table, so members can compare).
+    ScriptHashes,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Invite { config, args } => {
             with_config(&config, |c| crate::control::commands::invite(c, &args))
         }
+        Command::ScriptHashes => script_hashes(),
     }
 }
 
@@ -179,6 +183,16 @@ fn with_config(args: &ConfigArgs, f: impl FnOnce(&Config) -> ExitCode) -> ExitCo
         Ok(config) => f(&config),
         Err(e) => fail(e),
     }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn script_hashes() -> ExitCode {
+    println!("| script | SHA-256 |");
+    println!("| --- | --- |");
+    for s in crate::web::assets::scripts() {
+        println!("| `{}` | `{}` |", s.asset.path, s.sha256_hex);
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging() {

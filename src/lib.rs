@@ -13,6 +13,7 @@ pub mod config;
 pub mod connections;
 pub mod control;
 pub mod crypto;
+pub mod e2e;
 pub mod files;
 pub mod groups;
 pub mod hardening;

@@ -74,24 +74,29 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
 /// how many went.
 pub async fn expire(state: &Arc<AppState>) -> Result<usize, crate::store::StoreError> {
     let mut total = 0;
-    loop {
-        let now = state.clock.now();
-        let expired = state
-            .store
-            .run(move |store| crate::chat::expire_due(store, now))
-            .await?;
-        for e in &expired {
-            state.hub.publish(
-                &e.members,
-                crate::chat::hub::Event::Expired {
-                    conversation: e.conversation,
-                    seq: e.seq,
-                },
-            );
-        }
-        total += expired.len();
-        if expired.len() < crate::chat::EXPIRY_BATCH {
-            break;
+    // Server-sealed messages, then end-to-end ones (their own deadline index, `e2e::store`).
+    type ExpireDue = fn(
+        &crate::store::Store,
+        crate::clock::UnixTime,
+    ) -> Result<Vec<crate::chat::Expired>, crate::store::StoreError>;
+    let kinds: [ExpireDue; 2] = [crate::chat::expire_due, crate::e2e::store::expire_due];
+    for expire_due in kinds {
+        loop {
+            let now = state.clock.now();
+            let expired = state.store.run(move |store| expire_due(store, now)).await?;
+            for e in &expired {
+                state.hub.publish(
+                    &e.members,
+                    crate::chat::hub::Event::Expired {
+                        conversation: e.conversation,
+                        seq: e.seq,
+                    },
+                );
+            }
+            total += expired.len();
+            if expired.len() < crate::chat::EXPIRY_BATCH {
+                break;
+            }
         }
     }
     if total > 0 {
@@ -102,7 +107,15 @@ pub async fn expire(state: &Arc<AppState>) -> Result<usize, crate::store::StoreE
 
 /// How long the expiry loop may sleep: until the earliest deadline, at most `max`.
 async fn expiry_wait(state: &Arc<AppState>, max: Duration) -> Duration {
-    let next = match state.store.run(crate::chat::next_deadline).await {
+    let next = match state
+        .store
+        .run(|s| {
+            let a = crate::chat::next_deadline(s)?;
+            let b = crate::e2e::store::next_deadline(s)?;
+            Ok(a.into_iter().chain(b).min())
+        })
+        .await
+    {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "reading the next self-destruct deadline failed");

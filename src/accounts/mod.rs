@@ -365,6 +365,7 @@ pub fn delete_member_in(txn: &redb::WriteTransaction, id: &Id) -> Result<bool, S
     crate::connections::delete_member_in(txn, id)?;
     crate::groups::delete_member_in(txn, id)?;
     crate::chat::signing::delete_member_in(txn, id)?;
+    crate::e2e::store::delete_member_in(txn, id)?;
     Ok(true)
 }
 

@@ -189,6 +189,14 @@ pub fn settings(
                     p { "Registration here needs an invitation code. " a href="/settings/invites" { "Invite someone" } }
                 }
             }
+            section.card aria-labelledby="e2e" {
+                h2 id="e2e" { "End-to-end encryption" }
+                p {
+                    "With JavaScript on, your browser can make keys the server never holds, for "
+                    "conversations and groups only their members can read. "
+                    a href="/e2e/setup" { "End-to-end mode" } " · " a href="/e2e" { "End-to-end conversations" }
+                }
+            }
             section.card aria-labelledby="del" {
                 h2 id="del" { "Delete account" }
                 p { "This deletes your account and everything in it immediately. It cannot be undone." }

@@ -192,7 +192,9 @@ async fn render_page(
             {
                 super::mark_delivered(s, &commits, &me, &id, last.seq)?;
             }
+            let e2e = crate::e2e::store::connection_is_end_to_end(s, &id)?;
             Ok(Some((
+                e2e,
                 conv.peer,
                 conv.peer_name.clone(),
                 conv.my_key.scheme_name(),
@@ -203,7 +205,7 @@ async fn render_page(
             )))
         })
         .await?;
-    let Some((peer, peer_name, scheme, mine, theirs, messages, more)) = loaded else {
+    let Some((end_to_end, peer, peer_name, scheme, mine, theirs, messages, more)) = loaded else {
         return Err(AppError::NotFound);
     };
     // Reading may have marked messages delivered: the navigation counts again.
@@ -235,6 +237,7 @@ async fn render_page(
             notice: message.notice,
             max_bytes: ctx.state.config.chat.max_message_bytes,
             now,
+            end_to_end,
         },
     );
     let mut response = html(status, markup);
@@ -332,6 +335,18 @@ async fn send(
         .await?;
     if !side.is_some_and(|s| s.record.is_accepted()) {
         return Err(AppError::NotFound);
+    }
+    let e2e = ctx
+        .state
+        .store
+        .run(move |s| crate::e2e::store::connection_is_end_to_end(s, &conversation))
+        .await?;
+    if let Some(e2e) = e2e {
+        return Err(AppError::Conflict(format!(
+            "This conversation is end-to-end encrypted now: open it at /e2e/c/{} (it needs \
+             JavaScript).",
+            b64url(&e2e)
+        )));
     }
     let timer = timer_field(timer)?;
     if !ctx.state.limits.message_allowed(&me) {
@@ -501,7 +516,7 @@ async fn conversation_with(
 // JSON
 
 /// A JSON response.
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -512,7 +527,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 /// JSON endpoints answer errors in JSON too, with the same status as the page would.
-fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
+pub(crate) fn json_or_error(result: Result<Response<Body>, AppError>) -> Response<Body> {
     match result {
         Ok(r) => r,
         Err(e) => {

@@ -205,6 +205,8 @@ pub struct ChatPage<'a> {
     pub notice: Option<&'a str>,
     pub max_bytes: usize,
     pub now: UnixTime,
+    /// The conversation moved to end-to-end (`e2e`): no more server-sealed messages.
+    pub end_to_end: Option<Id>,
 }
 
 crate::connections::debug_without_names!(ChatPage<'_>, OnlineEntry);
@@ -239,7 +241,14 @@ pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
                     li { (p.peer_name) ": " code { (p.peer_fingerprint) } }
                 }
             }
-            @if p.live_after.is_some() {
+            @if let Some(e2e) = p.end_to_end {
+                p.notice role="status" {
+                    "This conversation is end-to-end encrypted now. "
+                    a href=(format!("/e2e/c/{}", b64url(&e2e))) { "Open it" }
+                    " (it needs JavaScript). The messages below were sealed by the server before."
+                }
+            }
+            @if p.live_after.is_some() && p.end_to_end.is_none() {
                 (form_error(p.error))
                 form.stack.send method="post" action=(format!("/chat/{id}")) {
                     (csrf_field(ctx))

@@ -597,6 +597,7 @@ fn remove_connection_in(
         }
     }
     crate::chat::delete_conversation_in(txn, connection, &sides)?;
+    crate::e2e::store::delete_for_connection_in(txn, connection)?;
     let (key, _) = pair_key(&record.requester, &record.receiver);
     let mut pairs = txn.open_table(PAIRS)?;
     let mut pair = load_pair(&pairs, key)?;

@@ -20,7 +20,9 @@ use super::{Store, StoreError, tables};
 ///    secrets of layout 2 (digests of the public keys their member vouches for). No new
 ///    table; older records stay readable and are re-sealed at their member's first use.
 ///    An older binary must not open a version-4 file: it could read neither.
-pub const CURRENT_SCHEMA: u32 = 4;
+/// 5. The end-to-end tier (the `e2e_*` tables; new tables only). An older binary must not
+///    open a version-5 file: it would not delete a member's end-to-end data with them.
+pub const CURRENT_SCHEMA: u32 = 5;
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -75,6 +77,15 @@ fn migrate_step(store: &Store, from: u32) -> Result<u32, StoreError> {
                 .insert(VERSION_KEY, 4u32.to_le_bytes().as_slice())?;
             txn.commit()?;
             Ok(4)
+        }
+        4 => {
+            // 4 → 5: the end-to-end tables, and the version, together.
+            let txn = store.write()?;
+            tables::visit_all(&mut Create(&txn))?;
+            txn.open_table(tables::META)?
+                .insert(VERSION_KEY, 5u32.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(5)
         }
         v => Err(StoreError::Corrupt(format!(
             "unknown old schema version {v}"

@@ -156,6 +156,63 @@ pub const CLIENT_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("clie
 /// message or an event. Value: `GroupEventRecord` (`groups/events.rs`): the key epoch and
 /// the event (who, what, when) sealed under that epoch's group key.
 pub const GROUP_EVENTS: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("group_events_v1");
+/// End-to-end keys of a member (the current generation). Key: member id. Value:
+/// `MemberKeysRecord` (`e2e/mod.rs`): generation, public keys in clear, and the private
+/// keys as the browser wrapped them (opaque to the server), sealed again under the
+/// member's `data_key`.
+pub const E2E_MEMBER_KEYS: TableDefinition<Id, &[u8]> = TableDefinition::new("e2e_member_keys_v1");
+
+/// Every generation of every member's end-to-end public keys, so that old signatures still
+/// verify after a re-key. Key: `(member id, generation)`. Value: `PublicKeysRecord`.
+pub const E2E_PUBLIC_KEYS: TableDefinition<(Id, u32), &[u8]> =
+    TableDefinition::new("e2e_public_keys_v1");
+
+/// End-to-end conversations (one-to-one and groups). Key: conversation id (its own random
+/// id, never a connection's). Value: `ConversationRecord`: kind, state, current epoch,
+/// whether a re-key is due, last sequence number.
+pub const E2E_CONVERSATIONS: TableDefinition<Id, &[u8]> =
+    TableDefinition::new("e2e_conversations_v1");
+
+/// The end-to-end conversation of a connection. Key: connection id. Value: conversation id.
+pub const E2E_CONNECTION_TO_CONVERSATION: TableDefinition<Id, Id> =
+    TableDefinition::new("e2e_connection_to_conversation_v1");
+
+/// Participants of end-to-end conversations, current and former. Key: `(conversation,
+/// member)`. Value: `ParticipantRecord`: active or left, the epoch and sequence number
+/// their participation starts at, the last per-sender sequence number they used.
+pub const E2E_PARTICIPANTS: TableDefinition<(Id, Id), &[u8]> =
+    TableDefinition::new("e2e_participants_v1");
+
+/// Index of `E2E_PARTICIPANTS` by member. Key: `(member, conversation)`. Value: nothing.
+pub const E2E_MEMBER_TO_CONVERSATIONS: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("e2e_member_to_conversations_v1");
+
+/// Key epochs of end-to-end conversations, as a participant's browser made them. Key:
+/// `(conversation, epoch)`. Value: `EpochRecord`: maker, recipients with the SHA-256 of
+/// each wrapped key, the group's name sealed under the epoch key, the maker's signature.
+pub const E2E_EPOCHS: TableDefinition<(Id, u32), &[u8]> = TableDefinition::new("e2e_epochs_v1");
+
+/// Each recipient's copy of an epoch key, RSA-OAEP-SHA256-wrapped by the maker's browser
+/// to the recipient's end-to-end key. Key: `(conversation, epoch, member)`. Value: the
+/// wrapped key (opaque to the server).
+pub const E2E_EPOCH_KEYS: TableDefinition<(Id, u32, Id), &[u8]> =
+    TableDefinition::new("e2e_epoch_keys_v1");
+
+/// End-to-end messages. Key: `(conversation, sequence number)` in order of arrival. Value:
+/// `E2eMessageRecord`: header, AES-256-GCM ciphertext, the sender's signature.
+pub const E2E_MESSAGES: TableDefinition<(Id, u64), &[u8]> = TableDefinition::new("e2e_messages_v1");
+
+/// Self-destruct deadlines of end-to-end messages. Key: `(deadline, conversation, sequence
+/// number)`. Value: nothing.
+pub const E2E_DEADLINES: TableDefinition<(i64, Id, u64), ()> =
+    TableDefinition::new("e2e_deadlines_v1");
+
+/// Invitations to end-to-end groups. Key: `(invitee, group)`. Value: `E2eInviteRecord`.
+pub const E2E_INVITES: TableDefinition<(Id, Id), &[u8]> = TableDefinition::new("e2e_invites_v1");
+
+/// Index of `E2E_INVITES` by group. Key: `(group, invitee)`. Value: nothing.
+pub const E2E_GROUP_TO_INVITEES: TableDefinition<(Id, Id), ()> =
+    TableDefinition::new("e2e_group_to_invitees_v1");
 
 /// Something done once per table (creating them, copying them into a backup).
 pub trait TableVisitor {
@@ -198,5 +255,17 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<(), super::StoreError> {
     v.visit(MEMBER_TO_INVITES)?;
     v.visit(CLIENT_AUTH)?;
     v.visit(GROUP_EVENTS)?;
+    v.visit(E2E_MEMBER_KEYS)?;
+    v.visit(E2E_PUBLIC_KEYS)?;
+    v.visit(E2E_CONVERSATIONS)?;
+    v.visit(E2E_CONNECTION_TO_CONVERSATION)?;
+    v.visit(E2E_PARTICIPANTS)?;
+    v.visit(E2E_MEMBER_TO_CONVERSATIONS)?;
+    v.visit(E2E_EPOCHS)?;
+    v.visit(E2E_EPOCH_KEYS)?;
+    v.visit(E2E_MESSAGES)?;
+    v.visit(E2E_DEADLINES)?;
+    v.visit(E2E_INVITES)?;
+    v.visit(E2E_GROUP_TO_INVITEES)?;
     Ok(())
 }

@@ -41,7 +41,67 @@ pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// A script of the end-to-end tier: plain JavaScript written in this repository
+/// (`assets/js/`), no build step. Served only to the pages that use it, under a
+/// content-hashed path, and referenced with Subresource Integrity.
+pub struct Script {
+    pub asset: Asset,
+    /// `sha384-<base64>` of the bytes (the `integrity` attribute).
+    pub integrity: String,
+    /// SHA-256 of the bytes, hex (published: `ghostcache script-hashes`, README).
+    pub sha256_hex: String,
+}
+
+fn script(name: &str, bytes: &'static [u8]) -> Script {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let asset = hashed(
+        &format!("js/{name}"),
+        "js",
+        "text/javascript; charset=utf-8",
+        bytes,
+    );
+    let integrity = format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(bytes))
+    );
+    let sha256_hex = crate::crypto::sha256(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Script {
+        asset,
+        integrity,
+        sha256_hex,
+    }
+}
+
+/// Shared code of the end-to-end pages: WebCrypto, the key ring, the API and WebSocket.
+pub static E2E_CORE: LazyLock<Script> =
+    LazyLock::new(|| script("e2e-core", include_bytes!("../../assets/js/e2e-core.js")));
+/// The end-to-end settings page (turning end-to-end mode on, new keys).
+pub static E2E_SETUP: LazyLock<Script> =
+    LazyLock::new(|| script("e2e-setup", include_bytes!("../../assets/js/e2e-setup.js")));
+/// The end-to-end overview (conversations, groups, invitations).
+pub static E2E_LIST: LazyLock<Script> =
+    LazyLock::new(|| script("e2e-list", include_bytes!("../../assets/js/e2e-list.js")));
+/// An end-to-end conversation or group.
+pub static E2E_CONVERSATION: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        "e2e-conversation",
+        include_bytes!("../../assets/js/e2e-conversation.js"),
+    )
+});
+
+/// Every script, in the order `ghostcache script-hashes` lists them.
+pub fn scripts() -> [&'static Script; 4] {
+    [&*E2E_CORE, &*E2E_SETUP, &*E2E_LIST, &*E2E_CONVERSATION]
+}
+
 /// The asset served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
-    [&*STYLE, &*ICON].into_iter().find(|a| a.path == path)
+    [&*STYLE, &*ICON]
+        .into_iter()
+        .chain(scripts().into_iter().map(|s| &s.asset))
+        .find(|a| a.path == path)
 }

@@ -14,6 +14,12 @@ pub enum AppError {
     BadRequest(String),
     #[error("missing or wrong CSRF token")]
     Csrf,
+    /// Refused for a reason the member is told (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state (409), with what to do.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("session required")]
     SessionRequired,
     #[error("not found")]
@@ -69,6 +75,8 @@ impl AppError {
                 "Form expired",
                 "This form could not be verified. Go back, reload the page and try again.".into(),
             ),
+            AppError::Forbidden(m) => (S::FORBIDDEN, "Not allowed", m.clone()),
+            AppError::Conflict(m) => (S::CONFLICT, "Not now", m.clone()),
             AppError::SessionRequired => (
                 S::FORBIDDEN,
                 "Not logged in",

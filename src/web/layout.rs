@@ -61,6 +61,18 @@ pub fn csrf_field(ctx: &PageCtx) -> Markup {
 
 /// A whole page.
 pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
+    page_with_scripts(ctx, title, body, &[])
+}
+
+/// A whole page that runs our own scripts (end-to-end pages only; their response carries
+/// `response::CSP_WITH_SCRIPTS`). Each is referenced by its content-hashed path with
+/// Subresource Integrity, deferred.
+pub fn page_with_scripts(
+    ctx: &PageCtx,
+    title: &str,
+    body: Markup,
+    scripts: &[&assets::Script],
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -71,6 +83,9 @@ pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
                 title { (title) " · ghostcache" }
                 link rel="stylesheet" href=(assets::STYLE.path);
                 link rel="icon" type="image/svg+xml" href=(assets::ICON.path);
+                @for s in scripts {
+                    script src=(s.asset.path) integrity=(s.integrity) defer {}
+                }
             }
             body {
                 @if ctx.banner {
@@ -102,7 +117,11 @@ pub fn page(ctx: &PageCtx, title: &str, body: Markup) -> Markup {
                     (body)
                 }
                 footer.site {
-                    p { "No JavaScript, no trackers, no external resources." }
+                    @if scripts.is_empty() {
+                        p { "No JavaScript, no trackers, no external resources." }
+                    } @else {
+                        p { "This end-to-end page runs this site's own scripts; their hashes are published (see the README). No trackers, no external resources." }
+                    }
                 }
             }
         }

@@ -42,6 +42,12 @@ pub fn redirect(location: &str) -> Response<Body> {
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
 
+/// The Content-Security-Policy of a page that runs our end-to-end scripts: the strict one
+/// plus scripts and connections (fetch, the WebSocket) to our own origin, nothing more.
+pub const CSP_WITH_SCRIPTS: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                                    script-src 'self'; connect-src 'self'";
+
 /// The security headers set on every response, errors included.
 pub const SECURITY_HEADERS: [(&str, &str); 7] = [
     ("content-security-policy", CSP),

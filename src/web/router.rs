@@ -13,6 +13,7 @@ use super::response::{Body, full};
 use crate::accounts::handlers as accounts;
 use crate::chat::handlers::{self as chat, ChatRoute};
 use crate::connections::handlers::{self as connections, ConnectionsRoute};
+use crate::e2e::api::{self as e2e, E2eRoute};
 use crate::files::{download, handlers as files, receive};
 use crate::groups::handlers::{self as groups, GroupRoute};
 use crate::store::Id;
@@ -43,6 +44,7 @@ enum Route {
     Connections(ConnectionsRoute),
     Chat(ChatRoute),
     Group(GroupRoute),
+    E2e(E2eRoute),
     Asset(&'static Asset),
 }
 
@@ -93,7 +95,9 @@ impl Route {
             }
             ["u", name] => Route::Profile(super::request::decode_path_segment(name)?),
             other => {
-                if let Some(r) = ConnectionsRoute::resolve(other) {
+                if let Some(r) = E2eRoute::resolve(other) {
+                    Route::E2e(r)
+                } else if let Some(r) = ConnectionsRoute::resolve(other) {
                     Route::Connections(r)
                 } else if let Some(r) = GroupRoute::resolve(other) {
                     Route::Group(r)
@@ -129,6 +133,7 @@ impl Route {
             Route::Connections(r) => r.allow(),
             Route::Chat(r) => r.allow(),
             Route::Group(r) => r.allow(),
+            Route::E2e(r) => r.allow(),
         }
     }
 }
@@ -170,6 +175,7 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         }
         Route::Chat(r) if allows(r.allow(), req.method()) => chat::dispatch(ctx, req, r).await,
         Route::Group(r) if allows(r.allow(), req.method()) => groups::dispatch(ctx, req, r).await,
+        Route::E2e(r) if allows(r.allow(), req.method()) => e2e::dispatch(ctx, req, r).await,
         Route::Asset(asset) if get => Ok(asset_response(asset)),
         other => Err(AppError::MethodNotAllowed {
             allow: other.allow(),
@@ -182,7 +188,12 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
 pub fn is_passive(path: &str) -> bool {
     matches!(
         Route::resolve(path),
-        Some(Route::Asset(_) | Route::Chat(ChatRoute::Live(_)) | Route::Group(GroupRoute::Live(_)))
+        Some(
+            Route::Asset(_)
+                | Route::Chat(ChatRoute::Live(_))
+                | Route::Group(GroupRoute::Live(_))
+                | Route::E2e(E2eRoute::Socket)
+        )
     )
 }
 

@@ -88,7 +88,8 @@ pub async fn serve_connection<I>(
         .keep_alive(true);
     let service_state = Arc::clone(&state);
     let service = service_fn(move |req| handle(Arc::clone(&service_state), door, req));
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: the end-to-end pages' WebSocket (`e2e::ws`).
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

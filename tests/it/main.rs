@@ -18,6 +18,7 @@ mod chat;
 mod connections;
 mod crypto;
 mod deleting;
+mod e2e;
 mod files;
 mod fixture;
 mod groups;

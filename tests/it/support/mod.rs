@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod client;
 pub mod process;
+pub mod record;
 pub mod server;
 pub mod socks;
 pub mod webdriver;

@@ -100,6 +100,8 @@ pub struct Config {
     pub keep_profile: bool,
     /// Pass `--verbose` to chromedriver (log goes next to the profile dir).
     pub verbose_driver_log: bool,
+    /// Let pages run JavaScript (off by default: Tor Browser at "Safest").
+    pub javascript: bool,
 }
 
 impl Default for Config {
@@ -119,6 +121,7 @@ impl Default for Config {
             accept_insecure_certs: false,
             keep_profile: std::env::var_os("GC_KEEP_PROFILE").is_some(),
             verbose_driver_log: false,
+            javascript: false,
         }
     }
 }
@@ -134,14 +137,18 @@ impl Config {
         ));
         // JavaScript off for page content, twice over: Blink's setting and the content
         // setting (WebDriver commands still work; they run through DevTools).
-        args.push("--blink-settings=scriptEnabled=false".into());
+        if !self.javascript {
+            args.push("--blink-settings=scriptEnabled=false".into());
+        }
         args.extend(self.extra_args.iter().cloned());
         let mut opts = json!({ "binary": self.chromium.to_string_lossy(), "args": args });
         let mut prefs = self.extra_prefs.clone();
-        prefs.insert(
-            "profile.managed_default_content_settings.javascript".into(),
-            json!(2),
-        );
+        if !self.javascript {
+            prefs.insert(
+                "profile.managed_default_content_settings.javascript".into(),
+                json!(2),
+            );
+        }
         if !prefs.is_empty() {
             opts["prefs"] = Value::Object(prefs);
         }
@@ -402,6 +409,24 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Run `script` in the page (`/execute/sync`) and return its value.
+    pub fn execute(&self, script: &str, args: Value) -> Result<Value> {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+    /// Add a cookie to the current document's site.
+    pub fn add_cookie(&self, name: &str, value: &str) -> Result<()> {
+        self.cmd(
+            "POST",
+            "/cookie",
+            Some(&json!({"cookie": {"name": name, "value": value, "path": "/", "httpOnly": true}})),
+        )
+        .map(|_| ())
     }
 
     // ---- cookies ------------------------------------------------------

@@ -1,0 +1,523 @@
+//! The end-to-end tier (issue 14) in real browsers with JavaScript on, one per member,
+//! behind a proxy that records every byte the server receives; and its hostile inputs
+//! over HTTP and the WebSocket.
+
+mod hostile;
+
+use std::time::Duration;
+
+use redb::ReadableTable;
+use serde_json::{Value, json};
+
+use crate::support::chat::connect;
+use crate::support::record::RecordingProxy;
+use crate::support::webdriver::{self, Browser};
+use crate::support::{Client, PW, TestServer};
+use ghostcache::config::Config;
+use ghostcache::e2e::E2eMessageRecord;
+use ghostcache::store::Record;
+use ghostcache::store::tables::{E2E_EPOCH_KEYS, E2E_MESSAGES};
+
+pub fn roomy(c: &mut Config) {
+    c.rate_limits.connection_requests_per_minute = 10_000;
+    c.rate_limits.searches_per_minute = 10_000;
+    c.rate_limits.messages_per_minute = 10_000;
+}
+
+/// Members, by name, registered and logged in over HTTP.
+pub async fn members(server: &TestServer, names: &[&str]) -> Vec<Client> {
+    let mut out = Vec::new();
+    for n in names {
+        let mut c = server.client();
+        c.member(n).await;
+        out.push(c);
+    }
+    out
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A browser with JavaScript on, logged in with `session` at `base`.
+fn browser(base: &str, session: &str) -> Browser {
+    let b = Browser::launch(&webdriver::Config {
+        javascript: true,
+        ..Default::default()
+    })
+    .expect("chromedriver and chromium");
+    b.navigate(&format!("{base}/login")).unwrap();
+    b.add_cookie("gc_session", session).unwrap();
+    b
+}
+
+fn texts(b: &Browser, css: &str) -> Vec<String> {
+    let v = b
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)",
+            json!([css]),
+        )
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+fn wait_text(b: &Browser, css: &str, needle: &str) {
+    let r = b.wait_until(WAIT, |b| {
+        Ok(texts(b, css).iter().any(|t| t.contains(needle)))
+    });
+    if r.is_err() {
+        let status = texts(b, "#e2e-status, #e2e-state");
+        panic!("{needle:?} never appeared in {css}; status: {status:?}");
+    }
+}
+
+fn wait_gone(b: &Browser, css: &str, needle: &str) {
+    b.wait_until(WAIT, |b| {
+        Ok(!texts(b, css).iter().any(|t| t.contains(needle)))
+    })
+    .unwrap_or_else(|_| panic!("{needle:?} stayed in {css}"));
+}
+
+/// Type into a field once it is shown (the scripts show forms as the state allows).
+fn fill(b: &Browser, css: &str, value: &str) {
+    b.wait_until(WAIT, |b| {
+        Ok(b.execute(
+            "const e = document.querySelector(arguments[0]); return !!e && e.offsetParent !== null",
+            json!([css]),
+        )? == json!(true))
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "{css} never shown: {:?}",
+            texts(b, "#e2e-status, #e2e-state")
+        )
+    });
+    b.fill(css, value).unwrap();
+}
+
+fn click(b: &Browser, css: &str) {
+    b.execute(
+        "document.querySelector(arguments[0]).click(); return true",
+        json!([css]),
+    )
+    .unwrap();
+}
+
+fn wait_ready(b: &Browser) {
+    b.wait_until(WAIT, |b| {
+        let v = b
+            .execute(
+                "const s = document.getElementById('e2e-state'); return s ? s.dataset.ready : null",
+                json!([]),
+            )
+            .unwrap();
+        Ok(v == json!("true"))
+    })
+    .unwrap_or_else(|_| panic!("never ready: {:?}", texts(b, "#e2e-status, #e2e-state")));
+}
+
+fn wait_url(b: &Browser, part: &str) -> String {
+    b.wait_until(WAIT, |b| Ok(b.current_url()?.contains(part)))
+        .unwrap_or_else(|_| panic!("never went to {part}"));
+    b.current_url().unwrap()
+}
+
+fn enable(b: &Browser, base: &str) {
+    b.navigate(&format!("{base}/e2e/setup")).unwrap();
+    b.wait_until(WAIT, |b| {
+        Ok(b.execute(
+            "return !document.getElementById('e2e-enable').hidden",
+            json!([]),
+        )? == json!(true))
+    })
+    .unwrap();
+    fill(b, "#e2e-enable-password", PW);
+    click(b, "#e2e-enable-button");
+    wait_text(b, "#e2e-status", "End-to-end mode is on");
+}
+
+fn say(b: &Browser, text: &str, timer: &str) {
+    wait_ready(b);
+    b.execute(
+        "document.getElementById('e2e-text').value = arguments[0]; \
+         document.getElementById('e2e-timer').value = arguments[1]; return true",
+        json!([text, timer]),
+    )
+    .unwrap();
+    click(b, "#e2e-send button[type=submit]");
+    wait_text(b, "#e2e-status", "Sent.");
+    b.execute(
+        "document.getElementById('e2e-status').textContent = ''; return true",
+        json!([]),
+    )
+    .unwrap();
+}
+
+/// The statuses of the messages on a conversation page: (status, text) per message.
+fn statuses(b: &Browser) -> Vec<(String, String)> {
+    let v: Value = b
+        .execute(
+            "return Array.from(document.querySelectorAll('#e2e-messages li.msg')).map(e => \
+             [e.dataset.status, (e.querySelector('.text') || {textContent: ''}).textContent, \
+              e.querySelector('.sig').textContent])",
+            json!([]),
+        )
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let status = x[0].as_str().unwrap().to_owned();
+            let sig = x[2].as_str().unwrap();
+            if status == "bad" {
+                assert!(sig.contains("did not verify"), "{sig}");
+            }
+            (status, x[1].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    crate::support::record::find(hay, needle).is_some()
+}
+
+/// Rewrite one stored end-to-end message (by its text's position) of `conv`.
+fn tamper_message(
+    store: &ghostcache::store::Store,
+    conv: [u8; 16],
+    seq: u64,
+    f: impl Fn(&mut E2eMessageRecord),
+) {
+    let txn = store.write().unwrap();
+    {
+        let mut t = txn.open_table(E2E_MESSAGES).unwrap();
+        let mut record =
+            E2eMessageRecord::decode(t.get((conv, seq)).unwrap().unwrap().value()).unwrap();
+        f(&mut record);
+        t.insert((conv, seq), record.encode().unwrap().as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext() {
+    let server = TestServer::start_with(roomy).await;
+    let proxy = RecordingProxy::start(server.addr).await;
+    let mut cs = members(&server, &["alice", "bob", "carol"]).await;
+    let (a, rest) = cs.split_first_mut().unwrap();
+    let (b, rest) = rest.split_first_mut().unwrap();
+    let c = &mut rest[0];
+    connect(a, b, "bob").await;
+    connect(a, c, "carol").await;
+    let sessions = [&*a, &*b, &*c].map(|x| x.session().unwrap().to_owned());
+    let base = format!("http://{}", proxy.addr);
+    let clock = server.clock.clone();
+
+    let markers = tokio::task::spawn_blocking(move || {
+        let [sa, sb, sc] = sessions;
+        let (alice, bob, carol) = (
+            browser(&base, &sa),
+            browser(&base, &sb),
+            browser(&base, &sc),
+        );
+        for x in [&alice, &bob, &carol] {
+            enable(x, &base);
+        }
+
+        // alice proposes, bob accepts; bob's browser makes the first key.
+        alice.navigate(&format!("{base}/e2e")).unwrap();
+        wait_text(&alice, "#e2e-connections", "bob");
+        click(&alice, "#e2e-connections li button");
+        let conv_url = wait_url(&alice, "/e2e/c/");
+        wait_text(&alice, "#e2e-state", "waiting for them");
+        bob.navigate(&format!("{base}/e2e")).unwrap();
+        wait_text(&bob, "#e2e-conversations", "they propose");
+        click(&bob, "#e2e-conversations li button");
+        wait_url(&bob, "/e2e/c/");
+        wait_ready(&bob);
+        wait_ready(&alice);
+
+        // Safety numbers: the same 60 digits on both pages.
+        let sn_a = texts(&alice, "#e2e-safety-number").concat();
+        let sn_b = texts(&bob, "#e2e-safety-number").concat();
+        assert_eq!(sn_a, sn_b);
+        assert_eq!(
+            sn_a.chars().filter(char::is_ascii_digit).count(),
+            60,
+            "{sn_a}"
+        );
+
+        // Live, both ways, over the WebSocket.
+        say(&alice, "marker-alice-to-bob", "");
+        wait_text(&bob, "#e2e-messages .text", "marker-alice-to-bob");
+        say(&bob, "marker-bob-to-alice", "");
+        wait_text(&alice, "#e2e-messages .text", "marker-bob-to-alice");
+        assert!(statuses(&bob).iter().all(|(s, _)| s == "verified"));
+
+        // A 30 s timer: gone from the open page when the server deletes it.
+        say(&alice, "marker-timed", "30");
+        wait_text(&bob, "#e2e-messages .text", "marker-timed");
+        clock.advance(31);
+        wait_gone(&bob, "#e2e-messages .text", "marker-timed");
+        wait_gone(&alice, "#e2e-messages .text", "marker-timed");
+
+        // A group of three, a leave, a new epoch.
+        alice.navigate(&format!("{base}/e2e")).unwrap();
+        fill(&alice, "#e2e-group-name", "marker-group-name");
+        click(&alice, "#e2e-create button");
+        let group_url = wait_url(&alice, "/e2e/c/");
+        wait_ready(&alice);
+        wait_text(&alice, "h1", "marker-group-name");
+        for (who, name) in [(&bob, "bob"), (&carol, "carol")] {
+            fill(&alice, "#e2e-invite-name", name);
+            click(&alice, "#e2e-invite button");
+            wait_text(&alice, "#e2e-status", "is invited");
+            who.navigate(&format!("{base}/e2e")).unwrap();
+            wait_text(who, "#e2e-invitations", "alice invites you");
+            click(who, "#e2e-invitations li button");
+            wait_url(who, "/e2e/c/");
+            wait_ready(who);
+            wait_text(who, "h1", "marker-group-name");
+        }
+        say(&carol, "marker-group-1", "");
+        wait_text(&alice, "#e2e-messages .text", "marker-group-1");
+        wait_text(&bob, "#e2e-messages .text", "marker-group-1");
+        // Joins show between the messages, read from the signed epochs: alice saw both,
+        // bob (who joined first) carol's, and carol none from before her own.
+        wait_text(
+            &alice,
+            "#e2e-messages .event",
+            "bob joined (new key, epoch 2).",
+        );
+        wait_text(
+            &alice,
+            "#e2e-messages .event",
+            "carol joined (new key, epoch 3).",
+        );
+        wait_text(
+            &bob,
+            "#e2e-messages .event",
+            "carol joined (new key, epoch 3).",
+        );
+        assert!(
+            texts(&bob, "#e2e-messages .event")
+                .iter()
+                .all(|t| !t.contains("bob"))
+        );
+        assert!(texts(&carol, "#e2e-messages .event").is_empty());
+        let epoch_before = texts(&alice, "#e2e-state").concat();
+        click(&carol, "#e2e-leave");
+        wait_url(&carol, "/e2e");
+        wait_ready(&alice);
+        wait_ready(&bob);
+        alice
+            .wait_until(
+                WAIT,
+                |b| Ok(texts(b, "#e2e-state").concat() != epoch_before),
+            )
+            .unwrap();
+        say(&bob, "marker-group-after-leave", "");
+        wait_text(&alice, "#e2e-messages .text", "marker-group-after-leave");
+        wait_text(&bob, "#e2e-messages .event", "carol left or was removed");
+        carol.navigate(&group_url).unwrap();
+        assert_eq!(carol.title().unwrap(), "Not found · ghostcache");
+
+        // bob logs out; a fresh browser profile logs in and reads the history.
+        drop((alice, bob, carol));
+        (conv_url, group_url)
+    })
+    .await
+    .unwrap();
+    let (conv_url, group_url) = markers;
+    let r = b.submit("/settings", "/logout", &[]).await;
+    assert_eq!(r.status, hyper::StatusCode::SEE_OTHER);
+    let r = b.login("bob", PW).await;
+    assert_eq!(r.status, hyper::StatusCode::SEE_OTHER);
+    let session = b.session().unwrap().to_owned();
+    let base = format!("http://{}", proxy.addr);
+    let conv: [u8; 16] =
+        ghostcache::crypto::b64url_decode_exact(conv_url.rsplit('/').next().unwrap()).unwrap();
+    let store = server.state().store.clone();
+    let fresh_url = conv_url.clone();
+    tokio::task::spawn_blocking(move || {
+        let conv_url = fresh_url;
+        let fresh = browser(&base, &session);
+        fresh.navigate(&conv_url).unwrap();
+        fresh
+            .wait_until(WAIT, |b| {
+                Ok(b.execute(
+                    "return !document.getElementById('e2e-unlock').hidden",
+                    json!([]),
+                )? == json!(true))
+            })
+            .unwrap();
+        fill(&fresh, "#e2e-password", PW);
+        click(&fresh, "#e2e-unlock button");
+        wait_ready(&fresh);
+        wait_text(&fresh, "#e2e-messages .text", "marker-alice-to-bob");
+        let shown = statuses(&fresh);
+        assert_eq!(
+            shown,
+            vec![
+                ("verified".to_owned(), "marker-alice-to-bob".to_owned()),
+                ("verified".to_owned(), "marker-bob-to-alice".to_owned()),
+            ],
+            "the history, verified, without the expired message"
+        );
+
+        // Tampering: a ciphertext, then a signature, then the wrapped key.
+        tamper_message(&store, conv, 1, |m| m.ciphertext[0] ^= 1);
+        fresh.navigate(&conv_url).unwrap();
+        wait_ready(&fresh);
+        fresh
+            .wait_until(WAIT, |b| Ok(statuses(b).len() == 2))
+            .unwrap();
+        assert_eq!(
+            statuses(&fresh),
+            vec![
+                ("bad".to_owned(), String::new()),
+                ("verified".to_owned(), "marker-bob-to-alice".to_owned()),
+            ]
+        );
+        tamper_message(&store, conv, 2, |m| m.signature[10] ^= 1);
+        fresh.navigate(&conv_url).unwrap();
+        wait_ready(&fresh);
+        fresh
+            .wait_until(WAIT, |b| Ok(statuses(b).len() == 2))
+            .unwrap();
+        assert!(
+            statuses(&fresh)
+                .iter()
+                .all(|(s, t)| s == "bad" && t.is_empty())
+        );
+        let txn = store.write().unwrap();
+        {
+            let mut t = txn.open_table(E2E_EPOCH_KEYS).unwrap();
+            let rows: Vec<_> = t
+                .range((conv, 0, [0u8; 16])..=(conv, u32::MAX, [0xffu8; 16]))
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            for (k, mut v) in rows {
+                v[5] ^= 1;
+                t.insert(k, v.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        fresh.navigate(&conv_url).unwrap();
+        fresh
+            .wait_until(WAIT, |b| {
+                Ok(texts(b, "#e2e-state").concat().contains("Waiting"))
+            })
+            .unwrap();
+        fresh
+            .wait_until(WAIT, |b| Ok(statuses(b).len() == 2))
+            .unwrap();
+        assert!(
+            statuses(&fresh)
+                .iter()
+                .all(|(s, t)| s == "bad" && t.is_empty())
+        );
+        drop(fresh);
+    })
+    .await
+    .unwrap();
+
+    // A captured message frame of alice's, replayed into the group, or into a conversation
+    // that does not exist: refused, nothing stored.
+    let (_, frames) = proxy.received();
+    let captured = frames
+        .iter()
+        .find(|f| f.contains("\"t\":\"send\"") && f.contains(conv_url.rsplit('/').next().unwrap()))
+        .unwrap()
+        .clone();
+    let group_id = group_url.rsplit('/').next().unwrap().to_owned();
+    let before = hostile::rows(&server.state().store);
+    let mut ws = hostile::Ws::open(server.addr, a.session().unwrap(), true)
+        .await
+        .unwrap();
+    let group: [u8; 16] = ghostcache::crypto::b64url_decode_exact(&group_id).unwrap();
+    let group_epoch = {
+        let txn = server.state().store.read().unwrap();
+        let t = txn
+            .open_table(ghostcache::store::tables::E2E_CONVERSATIONS)
+            .unwrap();
+        ghostcache::e2e::ConversationRecord::decode(t.get(group).unwrap().unwrap().value())
+            .unwrap()
+            .epoch
+    };
+    let now = server.clock.now();
+    for (target, error) in [
+        (group_id.as_str(), "did not verify"),
+        ("AAAAAAAAAAAAAAAAAAAAAA", "nothing here"),
+    ] {
+        let mut frame: Value = serde_json::from_str(&captured).unwrap();
+        frame["conv"] = json!(target);
+        frame["epoch"] = json!(group_epoch);
+        frame["sent_at"] = json!(now);
+        frame["client_seq"] = json!(1_000_000);
+        ws.send_text(&frame.to_string()).await;
+        let answer = ws.next_json_of("error").await;
+        assert!(
+            answer["error"].as_str().unwrap().contains(error),
+            "{answer}"
+        );
+    }
+    // The same frame again into its own conversation: its sequence number is used.
+    let mut frame: Value = serde_json::from_str(&captured).unwrap();
+    frame["sent_at"] = json!(now);
+    ws.send_text(&frame.to_string()).await;
+    let answer = ws.next_json_of("error").await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("already used"),
+        "{answer}"
+    );
+    assert_eq!(
+        hostile::rows(&server.state().store),
+        before,
+        "nothing stored"
+    );
+
+    // What the server received (every request and WebSocket frame from the browsers) and
+    // its file hold no plaintext and no password.
+    let (received, frames) = proxy.received();
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f.contains("\"t\":\"send\""))
+            .count()
+            == 5,
+        "the messages went over the WebSocket: {} frames, e.g. {:?}",
+        frames.len(),
+        frames
+            .iter()
+            .filter(|f| f.len() > 20)
+            .map(|f| f.chars().take(80).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    let db = std::fs::read(server.dir.path().join(ghostcache::store::DB_FILE)).unwrap();
+    let form_pw = PW.replace(' ', "+");
+    for needle in [
+        "marker-alice-to-bob",
+        "marker-bob-to-alice",
+        "marker-timed",
+        "marker-group-name",
+        "marker-group-1",
+        "marker-group-after-leave",
+        PW,
+        form_pw.as_str(),
+    ] {
+        for (i, r) in received.iter().enumerate() {
+            assert!(
+                !contains(r, needle.as_bytes()),
+                "{needle:?} reached the server (connection {i})"
+            );
+        }
+        assert!(
+            !contains(&db, needle.as_bytes()),
+            "{needle:?} is in the database file"
+        );
+    }
+}
