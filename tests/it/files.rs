@@ -20,7 +20,7 @@ const DAY: i64 = 86_400;
 
 /// Held by the tests that measure this process's memory, and by those that move tens of
 /// megabytes, so that the ones do not measure the others.
-static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MB: u64 = 1_000_000;
 
 fn rows(server: &TestServer) -> RowCounts {
@@ -40,7 +40,7 @@ fn pattern(offset: u64, buf: &mut [u8]) {
     }
 }
 
-fn content(len: usize, marker: &str) -> Vec<u8> {
+pub(crate) fn content(len: usize, marker: &str) -> Vec<u8> {
     let mut v = vec![0u8; len];
     pattern(0, &mut v);
     v[..marker.len()].copy_from_slice(marker.as_bytes());
@@ -243,7 +243,7 @@ async fn upload_then_download_with_the_key_shown_once() {
 }
 
 /// The Python example of README.md's "Files" section, verbatim.
-fn readme_python_example() -> String {
+pub(crate) fn readme_python_example() -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme
