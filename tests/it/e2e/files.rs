@@ -484,6 +484,26 @@ async fn token_uploads_are_checked_line_by_line_and_refusals_keep_nothing() {
     assert!(raw.body == good, "the blob is exactly the lines sent");
     let rows = files::count_rows(&server.state().store).unwrap();
     assert_eq!((rows.files, rows.chunks), (1, 3));
+    // Both pages carry the one script, with its integrity, and the policy that lets it
+    // run and fetch from this origin only; the same pages work without it.
+    for path in ["/file/upload", &page] {
+        let r = a.get(path).await;
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some(ghostcache::web::response::CSP_WITH_SCRIPTS)
+        );
+        let html = r.html();
+        let sel = scraper::Selector::parse("script").unwrap();
+        let scripts: Vec<_> = html.select(&sel).collect();
+        assert_eq!(scripts.len(), 1, "{path}");
+        let files_js = &*ghostcache::web::assets::E2E_FILES;
+        assert_eq!(scripts[0].value().attr("src"), Some(&*files_js.asset.path));
+        assert_eq!(
+            scripts[0].value().attr("integrity"),
+            Some(&*files_js.integrity)
+        );
+        assert!(scripts[0].inner_html().is_empty(), "no inline script");
+    }
 }
 
 /// The time Chromium takes to encrypt and upload, then download and decrypt, a 50 MB
@@ -510,7 +530,7 @@ async fn a_50_mb_file_in_chromium() {
         let saved = download(&b, &base, &page, &key, &downloads, "big.bin");
         let down = started.elapsed();
         assert_eq!(sha256_file(&saved), sha256_file(&source));
-        println!(
+        eprintln!(
             "50 MB in Chromium: encrypt + upload {:.1} s, download + decrypt {:.1} s",
             up.as_secs_f64(),
             down.as_secs_f64()
