@@ -243,7 +243,7 @@ async fn upload_then_download_with_the_key_shown_once() {
 }
 
 /// The Python example of README.md's "Files" section, verbatim.
-pub(crate) fn readme_python_example() -> String {
+fn readme_python_example() -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme
@@ -252,6 +252,46 @@ pub(crate) fn readme_python_example() -> String {
         + 10;
     let len = readme[start..].find("```").unwrap();
     readme[start..start + len].to_owned()
+}
+
+/// Write `key` and `blob` into `dir`, then decrypt the blob offline with Python's
+/// `cryptography` (README's example as written) and with `ghostcache decrypt --key-file`:
+/// both must give back `plain`. Returns what `ghostcache decrypt` wrote to standard error.
+pub(crate) fn decrypts_offline(
+    dir: &std::path::Path,
+    key: &str,
+    blob: &[u8],
+    plain: &[u8],
+) -> String {
+    std::fs::write(dir.join("key.txt"), format!("{key}\n")).unwrap();
+    std::fs::write(dir.join("file.blob"), blob).unwrap();
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(readme_python_example())
+        .current_dir(dir)
+        .output()
+        .expect("python3 is installed (scripts/test.sh installs python3-cryptography)");
+    assert!(
+        py.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert!(std::fs::read(dir.join("file.out")).unwrap() == plain);
+    let out = dir.join("cli.out");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ghostcache"))
+        .args(["decrypt", "--key-file"])
+        .arg(dir.join("key.txt"))
+        .arg(dir.join("file.blob"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(std::fs::read(&out).unwrap() == plain);
+    String::from_utf8_lossy(&run.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,41 +333,11 @@ async fn the_raw_blob_decrypts_with_python_and_ghostcache_decrypt() {
     assert!(!blob.windows(10).any(|w| w == b"Marker-Raw"));
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key.txt"), format!("{key}\n")).unwrap();
-    std::fs::write(dir.path().join("file.blob"), &blob).unwrap();
+    let stderr = decrypts_offline(dir.path(), &key, &blob, &data);
+    assert!(!stderr.contains(&key));
 
-    // Python's cryptography, running README's example as written.
-    let py = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(readme_python_example())
-        .current_dir(dir.path())
-        .output()
-        .expect("python3 is installed (scripts/test.sh installs python3-cryptography)");
-    assert!(
-        py.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    assert!(std::fs::read(dir.path().join("file.out")).unwrap() == data);
-
-    // ghostcache decrypt, key from a file and from standard input.
+    // ghostcache decrypt, the key from standard input.
     let bin = env!("CARGO_BIN_EXE_ghostcache");
-    let out = dir.path().join("cli.out");
-    let run = std::process::Command::new(bin)
-        .args(["decrypt", "--key-file"])
-        .arg(dir.path().join("key.txt"))
-        .arg(dir.path().join("file.blob"))
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(std::fs::read(&out).unwrap() == data);
-    assert!(!String::from_utf8_lossy(&run.stderr).contains(&key));
-
     let stdin_out = dir.path().join("stdin.out");
     let mut child = std::process::Command::new(bin)
         .args(["decrypt", "--key-file", "-"])

@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::Digest as _;
 
 use super::{WAIT, click, contains, members, roomy, texts};
-use crate::files::{MEMORY, content, readme_python_example};
+use crate::files::{MEMORY, content, decrypts_offline};
 use crate::support::client::{Part, multipart};
 use crate::support::record::RecordingProxy;
 use crate::support::webdriver::{self, Browser};
@@ -142,40 +142,13 @@ fn sha256_file(path: &Path) -> Vec<u8> {
     sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
 }
 
-/// Python's `cryptography`, running README's example as written, and `ghostcache
-/// decrypt`: both give back `plain` from the raw blob.
+/// The raw blob of `file_page`, decrypted offline by Python's `cryptography` and
+/// `ghostcache decrypt`: both give back `plain`.
 async fn offline_decrypts(c: &mut Client, file_page: &str, key: &str, plain: &[u8]) {
     let raw = c.get(&format!("{file_page}/raw")).await;
     assert_eq!(raw.status, StatusCode::OK);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key.txt"), format!("{key}\n")).unwrap();
-    std::fs::write(dir.path().join("file.blob"), &raw.body).unwrap();
-    let py = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(readme_python_example())
-        .current_dir(dir.path())
-        .output()
-        .expect("python3 with cryptography");
-    assert!(
-        py.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    assert!(std::fs::read(dir.path().join("file.out")).unwrap() == plain);
-    let out = dir.path().join("cli.out");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ghostcache"))
-        .args(["decrypt", "--key-file"])
-        .arg(dir.path().join("key.txt"))
-        .arg(dir.path().join("file.blob"))
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(std::fs::read(&out).unwrap() == plain);
+    decrypts_offline(dir.path(), key, &raw.body, plain);
 }
 
 /// Every byte the server received, concatenated.
