@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
+use redb::ReadableTable as _;
 use serde_json::json;
 use sha2::Digest as _;
 
@@ -300,6 +301,49 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
     offline_decrypts(a, &page, &key, &plain).await;
     offline_decrypts(a, &own_page, own_key, &own_plain).await;
     offline_decrypts(a, &empty_page, &empty_key, b"").await;
+
+    // A stored chunk changed on the server: the browser's download stops at it, says so,
+    // and saves nothing.
+    let id = files::id_from_url(page.trim_start_matches("/file/")).unwrap();
+    {
+        let txn = server.state().store.write().unwrap();
+        {
+            let mut t = txn
+                .open_table(ghostcache::store::tables::FILE_CHUNKS)
+                .unwrap();
+            let mut token = t.get((id, 1)).unwrap().unwrap().value().to_vec();
+            let at = token.len() / 2;
+            token[at] = if token[at] == b'A' { b'B' } else { b'A' };
+            t.insert((id, 1), token.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let session = a.session().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let fresh = work.path().join("after-tampering");
+        std::fs::create_dir(&fresh).unwrap();
+        let b = browser(&base, &session, &fresh);
+        b.navigate(&format!("{base}{page}")).unwrap();
+        b.wait_until(WAIT, |b| Ok(visible(b, ".e2e-file-browser")))
+            .unwrap();
+        b.execute(
+            "document.querySelector('#e2e-file-download input[name=key]').value = arguments[0]; return true",
+            json!([key]),
+        )
+        .unwrap();
+        click(&b, "#e2e-file-download button[type=submit]");
+        b.wait_until(WAIT, |b| {
+            Ok(texts(b, "#e2e-file-error")
+                .concat()
+                .contains("Part 2 of the file does not verify"))
+        })
+        .expect("a changed chunk is named");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0, "nothing saved");
+        b.quit().unwrap();
+    })
+    .await
+    .unwrap();
 }
 
 /// The tokens of `plain` under `key`, as the script sends them: one per line.
