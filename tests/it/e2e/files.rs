@@ -557,3 +557,48 @@ async fn a_50_mb_file_in_chromium() {
     .await
     .unwrap();
 }
+
+/// Without JavaScript (Tor Browser at "Safest") the same pages work as before: the server
+/// encrypts the upload and shows its key, and decrypts the keyed download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_server_encrypts_as_before() {
+    let server = TestServer::start_with(roomy_files).await;
+    let mut cs = members(&server, &["alice"]).await;
+    let a = &mut cs[0];
+    let session = a.session().unwrap().to_owned();
+    let base = format!("http://{}", server.addr);
+    let work = tempfile::tempdir().unwrap();
+    let plain = content(CHUNK_BYTES + 10, "Marker-No-Script-File");
+    let source = work.path().join("plain.bin");
+    std::fs::write(&source, &plain).unwrap();
+    let (key, page) = tokio::task::spawn_blocking(move || {
+        let b = Browser::launch(&webdriver::Config::default()).expect("chromium");
+        b.navigate(&format!("{base}/login")).unwrap();
+        b.add_cookie("gc_session", &session).unwrap();
+        b.navigate(&format!("{base}/file/upload")).unwrap();
+        assert!(!visible(&b, ".e2e-file-browser"), "the script did not run");
+        let input = b.find("input[name=file]").unwrap();
+        b.send_keys(&input, &source.to_string_lossy()).unwrap();
+        let button = b.find("#e2e-file-upload button[type=submit]").unwrap();
+        b.click(&button).unwrap();
+        b.wait_until(WAIT, |b| Ok(b.title()?.starts_with("File uploaded")))
+            .expect("the server's answer page");
+        let v = b
+            .execute(
+                "return [document.querySelector('input.key').value, \
+                 document.querySelector('main a[href^=\"/file/\"]').getAttribute('href')]",
+                json!([]),
+            )
+            .unwrap();
+        b.quit().unwrap();
+        (
+            v[0].as_str().unwrap().to_owned(),
+            v[1].as_str().unwrap().to_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    let r = crate::files::download(a, &page, &key).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body == plain);
+}
