@@ -110,15 +110,8 @@ fn upload_error(b: &Browser) -> String {
     texts(b, "#e2e-file-error").concat()
 }
 
-/// Decrypt the file at `file_page` in the browser with `key`; the saved file's path.
-fn download(
-    b: &Browser,
-    base: &str,
-    file_page: &str,
-    key: &str,
-    dir: &Path,
-    name: &str,
-) -> PathBuf {
+/// Open a file's page and submit its download form, which the script handles.
+fn start_download(b: &Browser, base: &str, file_page: &str, key: &str) {
     b.navigate(&format!("{base}{file_page}")).unwrap();
     b.wait_until(WAIT, |b| Ok(visible(b, ".e2e-file-browser")))
         .expect("the script took the download form over");
@@ -128,6 +121,18 @@ fn download(
     )
     .unwrap();
     click(b, "#e2e-file-download button[type=submit]");
+}
+
+/// Decrypt the file at `file_page` in the browser with `key`; the saved file's path.
+fn download(
+    b: &Browser,
+    base: &str,
+    file_page: &str,
+    key: &str,
+    dir: &Path,
+    name: &str,
+) -> PathBuf {
+    start_download(b, base, file_page, key);
     let target = dir.join(name);
     b.wait_until(Duration::from_secs(120), |b| {
         let error = texts(b, "#e2e-file-error").concat();
@@ -230,14 +235,24 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
                 "so it is standard base64",
             ),
             (&own_key[..43], "That key lacks its final =."),
-            ("-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_9=", "do not encode exactly 32 bytes"),
+            (
+                "-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_9=",
+                "do not encode exactly 32 bytes",
+            ),
         ] {
             upload(&b, &base, &src, bad);
             let error = upload_error(&b);
             assert!(error.contains(says), "{bad}: {error}");
-            assert!(error.contains("44 characters of letters, digits, - and _"), "{error}");
+            assert!(
+                error.contains("44 characters of letters, digits, - and _"),
+                "{error}"
+            );
         }
-        assert_eq!(files::count_rows(&store).unwrap().files, rows, "nothing stored");
+        assert_eq!(
+            files::count_rows(&store).unwrap().files,
+            rows,
+            "nothing stored"
+        );
 
         // An entered key is the file's key.
         upload(&b, &base, &own_src, &format!(" {own_key}\n"));
@@ -256,16 +271,11 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
         assert_eq!(std::fs::read(saved).unwrap(), b"");
 
         // A wrong key is refused in the browser, and nothing is saved.
-        b.navigate(&format!("{base}{page}")).unwrap();
-        b.wait_until(WAIT, |b| Ok(visible(b, ".e2e-file-browser"))).unwrap();
-        b.execute(
-            "document.querySelector('#e2e-file-download input[name=key]').value = arguments[0]; return true",
-            json!([own_key]),
-        )
-        .unwrap();
-        click(&b, "#e2e-file-download button[type=submit]");
+        start_download(&b, &base, &page, own_key);
         b.wait_until(WAIT, |b| {
-            Ok(texts(b, "#e2e-file-error").concat().contains("This key does not open this file"))
+            Ok(texts(b, "#e2e-file-error")
+                .concat()
+                .contains("This key does not open this file"))
         })
         .expect("a wrong key is named");
         b.quit().unwrap();
@@ -323,15 +333,7 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
         let fresh = work.path().join("after-tampering");
         std::fs::create_dir(&fresh).unwrap();
         let b = browser(&base, &session, &fresh);
-        b.navigate(&format!("{base}{page}")).unwrap();
-        b.wait_until(WAIT, |b| Ok(visible(b, ".e2e-file-browser")))
-            .unwrap();
-        b.execute(
-            "document.querySelector('#e2e-file-download input[name=key]').value = arguments[0]; return true",
-            json!([key]),
-        )
-        .unwrap();
-        click(&b, "#e2e-file-download button[type=submit]");
+        start_download(&b, &base, &page, &key);
         b.wait_until(WAIT, |b| {
             Ok(texts(b, "#e2e-file-error")
                 .concat()
@@ -339,7 +341,11 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
         })
         .expect("a changed chunk is named");
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0, "nothing saved");
+        assert_eq!(
+            std::fs::read_dir(&fresh).unwrap().count(),
+            0,
+            "nothing saved"
+        );
         b.quit().unwrap();
     })
     .await
