@@ -4,7 +4,6 @@
 //! scripts fill it from the JSON API. These are the only pages that carry scripts; their
 //! answers carry `CSP_WITH_SCRIPTS`.
 
-use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use maud::{Markup, html};
 
@@ -15,7 +14,7 @@ use crate::web::Ctx;
 use crate::web::assets::{self, Script};
 use crate::web::error::AppError;
 use crate::web::layout::{PageCtx, page_with_scripts};
-use crate::web::response::{Body, CSP_WITH_SCRIPTS, html as html_response, redirect};
+use crate::web::response::{Body, html_with_scripts, redirect};
 
 /// What a browser without JavaScript (Tor Browser at "Safest") sees on an end-to-end page.
 pub fn needs_javascript(what: &str) -> Markup {
@@ -41,12 +40,7 @@ pub fn needs_javascript(what: &str) -> Markup {
 
 fn respond(page: &PageCtx, title: &str, body: Markup, script: &Script) -> Response<Body> {
     let markup = page_with_scripts(page, title, body, &[&*assets::E2E_CORE, script]);
-    let mut r = html_response(StatusCode::OK, markup);
-    r.headers_mut().insert(
-        HeaderName::from_static("content-security-policy"),
-        HeaderValue::from_static(CSP_WITH_SCRIPTS),
-    );
-    r
+    html_with_scripts(StatusCode::OK, markup)
 }
 
 /// The application area: hidden until the script shows it; carries what the script needs.

@@ -20,7 +20,7 @@ use crate::crypto::hybrid::{self, HybridSealed};
 use crate::store::{Id, Store, StoreError};
 use crate::web::Ctx;
 use crate::web::error::AppError;
-use crate::web::response::{Body, html, redirect};
+use crate::web::response::{Body, html, html_with_scripts, redirect};
 use crate::web::session::Session;
 
 /// Shown in place of a name that cannot be opened (it never should happen).
@@ -178,7 +178,10 @@ pub(super) async fn file_page(
 ) -> Result<Response<Body>, AppError> {
     let view = file_view(ctx, session, v).await?;
     let page = ctx.page();
-    Ok(html(status, views::file(&page, &view, error, notice)))
+    Ok(html_with_scripts(
+        status,
+        views::file(&page, &view, error, notice),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pub mod download;
 pub mod handlers;
 pub mod range;
 pub mod receive;
+pub mod sealed;
 pub mod store;
 pub mod upload;
 pub mod views;

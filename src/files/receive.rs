@@ -22,6 +22,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 
+use super::sealed::{self, SealedProblem, TokenLines};
 use super::store as files_store;
 use super::upload::{UploadFailure, UploadWriter};
 use super::views;
@@ -31,7 +32,7 @@ use crate::store::{Id, StoreError};
 use crate::web::Ctx;
 use crate::web::error::AppError;
 use crate::web::request::{content_length, media_type};
-use crate::web::response::{Body, html, redirect};
+use crate::web::response::{Body, html, html_with_scripts, redirect};
 use crate::web::session::Session;
 
 /// Bytes of multipart framing and small fields accepted beyond `files.max_upload_bytes`.
@@ -53,7 +54,7 @@ pub async fn upload_form(
         return Ok(redirect("/login"));
     }
     let page = ctx.page();
-    Ok(html(
+    Ok(html_with_scripts(
         StatusCode::OK,
         views::upload(&page, ctx.state.config.files.max_upload_bytes, None),
     ))
@@ -82,6 +83,8 @@ enum Refusal {
     Key(KeyProblem),
     /// A `key` field came after the file, which was encrypted with another key by then.
     KeyAfterFile,
+    /// The tokens of a browser-encrypted upload are not a well-formed blob.
+    Sealed(SealedProblem),
     Internal(String),
 }
 
@@ -289,7 +292,8 @@ impl Pace {
 /// A finished upload.
 struct Uploaded {
     id: Id,
-    key: Arc<SecretKey>,
+    /// `None` when the member's browser encrypted the file.
+    key: Option<Arc<SecretKey>>,
     name: String,
     size: u64,
     expires_at: i64,
@@ -318,15 +322,19 @@ pub async fn upload_submit(
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or_else(|| AppError::BadRequest("The upload form was not well formed.".into()))?;
     let max = ctx.state.config.files.max_upload_bytes;
-    if content_length(&parts.headers).is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
+    // A browser-encrypted upload sends the blob, a third larger than the file.
+    let max_blob = sealed::max_blob_bytes(max);
+    let max_body = max.max(max_blob).saturating_add(FORM_OVERHEAD);
+    if content_length(&parts.headers).is_some_and(|n| n > max_body) {
         return refused(ctx, Refusal::TooLarge);
     }
     let body = SharedBody::new(body);
     let constraints = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
-            .whole_stream(max.saturating_add(FORM_OVERHEAD))
+            .whole_stream(max_body)
             .per_field(SMALL_FIELD_BYTES)
-            .for_field("file", max),
+            .for_field("file", max)
+            .for_field("tokens", max_blob),
     );
     let mut multipart = multer::Multipart::with_constraints(body.clone(), boundary, constraints);
     let mut pace = Pace::new(
@@ -337,10 +345,17 @@ pub async fn upload_submit(
     let outcome = receive(ctx, &session, &mut multipart, &mut pace, &body.file).await;
     drop(multipart);
     match outcome {
-        Ok(done) => {
+        Ok(Uploaded { id, key: None, .. }) => {
+            tracing::info!("file uploaded, encrypted in the browser");
+            // The browser's script shows the key it made; the file's page is the answer.
+            Ok(redirect(&format!("/file/{}", super::id_to_url(&id))))
+        }
+        Ok(done @ Uploaded { key: Some(_), .. }) => {
             tracing::info!("file uploaded");
             let page = ctx.page();
-            let key = done.key.to_base64();
+            let Some(key) = done.key.as_ref().map(|k| k.to_base64()) else {
+                return Err(AppError::Internal("an upload lost its key".into()));
+            };
             Ok(html(
                 StatusCode::OK,
                 views::uploaded(
@@ -417,13 +432,17 @@ fn refused(ctx: &mut Ctx, refusal: Refusal) -> Result<Response<Body>, AppError> 
             ),
         ),
         Refusal::Key(problem) => (StatusCode::BAD_REQUEST, problem.message()),
+        Refusal::Sealed(problem) => (StatusCode::BAD_REQUEST, problem.message()),
         Refusal::KeyAfterFile => (
             StatusCode::BAD_REQUEST,
             "The key must come before the file in the form. Nothing was kept; use the form on this page.".to_owned(),
         ),
     };
     let page = ctx.page();
-    Ok(html(status, views::upload(&page, max, Some(&message))))
+    Ok(html_with_scripts(
+        status,
+        views::upload(&page, max, Some(&message)),
+    ))
 }
 
 /// A duration as a member reads it: `45 seconds`, `20 minutes`, `1 hour`, `2 hours`.
@@ -506,6 +525,7 @@ async fn read_fields(
     slot: &mut Option<(UploadWriter, FileMeta)>,
 ) -> Result<Option<u32>, Refusal> {
     let mut days = None;
+    let mut declared_size: Option<u64> = None;
     let mut entered: Option<SecretKey> = None;
     let mut key_fields = 0usize;
     while let Some(mut field) = pace.within(multipart.next_field()).await? {
@@ -535,12 +555,7 @@ async fn read_fields(
                 if slot.is_some() {
                     return Err(Refusal::TwoFiles);
                 }
-                let meta = FileMeta {
-                    name: super::received_name(field.file_name().unwrap_or("")),
-                    content_type: super::sanitise_content_type(
-                        field.content_type().map(|m| m.essence_str()),
-                    ),
-                };
+                let meta = field_meta(&field);
                 let writer = UploadWriter::new(
                     Arc::clone(&ctx.state),
                     session.user_id,
@@ -562,9 +577,55 @@ async fn read_fields(
                     return Err(Refusal::NoFile);
                 }
             }
+            Some("plain_size") => {
+                let text = pace.within(field.text()).await?;
+                declared_size = Some(sealed::parse_size(&text).map_err(Refusal::Sealed)?);
+            }
+            Some("tokens") => {
+                if slot.is_some() {
+                    return Err(Refusal::TwoFiles);
+                }
+                if entered.is_some() {
+                    // A key sent along would defeat encrypting in the browser.
+                    return Err(Refusal::Malformed);
+                }
+                let size = declared_size.ok_or(Refusal::Sealed(SealedProblem::NoSize))?;
+                if size > ctx.state.config.files.max_upload_bytes {
+                    return Err(Refusal::TooLarge);
+                }
+                let meta = field_meta(&field);
+                let writer = UploadWriter::for_browser_tokens(
+                    Arc::clone(&ctx.state),
+                    session.user_id,
+                    &session.data_key,
+                    &meta,
+                    ctx.now,
+                )?;
+                let (writer, _) = slot.insert((writer, meta));
+                let mut lines = TokenLines::new(size);
+                let mut checked = Vec::new();
+                while let Some(bytes) = pace.within(field.chunk()).await? {
+                    file_seen.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    lines.feed(&bytes, &mut checked).map_err(Refusal::Sealed)?;
+                    for c in checked.drain(..) {
+                        writer.push_token(c.token, c.plain).await?;
+                    }
+                }
+                if let Some(c) = lines.finish().map_err(Refusal::Sealed)? {
+                    writer.push_token(c.token, c.plain).await?;
+                }
+            }
             // Anything else (a second token, a named button) is read and ignored.
             _ => while pace.within(field.chunk()).await?.is_some() {},
         }
     }
     Ok(days)
+}
+
+/// The name and media type the browser sent with a file (or its tokens).
+fn field_meta(field: &multer::Field<'_>) -> FileMeta {
+    FileMeta {
+        name: super::received_name(field.file_name().unwrap_or("")),
+        content_type: super::sanitise_content_type(field.content_type().map(|m| m.essence_str())),
+    }
 }

@@ -61,7 +61,9 @@ pub struct UploadWriter {
     state: Arc<AppState>,
     file_id: Id,
     owner: Id,
-    key: Arc<SecretKey>,
+    /// The key the server seals with; `None` for an upload the member's browser encrypted
+    /// (it sends ready tokens, [`UploadWriter::push_token`], and the server has no key).
+    key: Option<Arc<SecretKey>>,
     /// The record to create with the first batch; `None` once it is written.
     pending_record: Option<FileRecord>,
     /// The chunk being received.
@@ -104,6 +106,30 @@ impl UploadWriter {
         now: UnixTime,
         key: Option<SecretKey>,
     ) -> Result<Self, UploadFailure> {
+        let key = Arc::new(key.unwrap_or_else(SecretKey::generate));
+        Self::start(state, owner, data_key, meta, now, Some(key))
+    }
+
+    /// Start an upload whose tokens the member's browser made (`files::sealed` checked
+    /// their form): the server stores them as they come and never holds a key.
+    pub fn for_browser_tokens(
+        state: Arc<AppState>,
+        owner: Id,
+        data_key: &SecretKey,
+        meta: &FileMeta,
+        now: UnixTime,
+    ) -> Result<Self, UploadFailure> {
+        Self::start(state, owner, data_key, meta, now, None)
+    }
+
+    fn start(
+        state: Arc<AppState>,
+        owner: Id,
+        data_key: &SecretKey,
+        meta: &FileMeta,
+        now: UnixTime,
+        key: Option<Arc<SecretKey>>,
+    ) -> Result<Self, UploadFailure> {
         let file_id: Id = random_bytes();
         let record = FileRecord {
             owner,
@@ -123,7 +149,7 @@ impl UploadWriter {
             state,
             file_id,
             owner,
-            key: Arc::new(key.unwrap_or_else(SecretKey::generate)),
+            key,
             pending_record: Some(record),
             filling: Sealable::new(CHUNK_BYTES),
             filling_index: 0,
@@ -169,6 +195,23 @@ impl UploadWriter {
         Ok(())
     }
 
+    /// Take one token the member's browser sealed, holding `plain` bytes of plaintext
+    /// (`files::sealed` checked its form and place). Written like the server's own.
+    pub async fn push_token(&mut self, token: Vec<u8>, plain: u64) -> Result<(), UploadFailure> {
+        let new_total = self.received.saturating_add(plain);
+        if new_total > self.limit {
+            return Err(UploadFailure::TooLarge);
+        }
+        self.received = new_total;
+        self.sealed.push(token);
+        self.sealed_plain = self.sealed_plain.saturating_add(plain);
+        let store_free = self.writing.as_ref().is_none_or(JoinHandle::is_finished);
+        if store_free || self.sealed.len() >= BATCH_CHUNKS {
+            self.submit(None).await?;
+        }
+        Ok(())
+    }
+
     /// Send the chunk in `filling` to be sealed; `last` when it ends the file. Waits for
     /// the oldest chunk being sealed when `SEALING` already are.
     async fn hand_over(&mut self, last: bool) -> Result<(), UploadFailure> {
@@ -178,7 +221,10 @@ impl UploadWriter {
             .filling_index
             .checked_add(1)
             .ok_or(UploadFailure::TooLarge)?;
-        let key = Arc::clone(&self.key);
+        let key = self
+            .key
+            .clone()
+            .ok_or_else(|| UploadFailure::Store("plaintext pushed to a browser upload".into()))?;
         self.sealing.push_back(tokio::task::spawn_blocking(move || {
             let plain = chunk.len() as u64;
             (chunk.seal(&key, stamp), plain)
@@ -258,11 +304,19 @@ impl UploadWriter {
     }
 
     /// Seal and write what is left, marking the file complete with its expiry.
-    /// Returns the file's key, to be shown once.
-    pub async fn finish(mut self, expires_at: UnixTime) -> Result<Arc<SecretKey>, UploadFailure> {
+    /// Returns the file's key, to be shown once (`None` when the browser encrypted it).
+    pub async fn finish(
+        mut self,
+        expires_at: UnixTime,
+    ) -> Result<Option<Arc<SecretKey>>, UploadFailure> {
         // `push` always leaves the file's last bytes in `filling` (an empty file: none),
         // so this chunk is the last one; an empty file is one token of empty plaintext.
-        let mut outcome = self.hand_over(true).await;
+        // A browser upload brought its last token already.
+        let mut outcome = if self.key.is_some() {
+            self.hand_over(true).await
+        } else {
+            Ok(())
+        };
         while outcome.is_ok() && !self.sealing.is_empty() {
             outcome = self.collect_one().await;
         }
@@ -276,7 +330,7 @@ impl UploadWriter {
             Ok(()) => {
                 self.done = true;
                 self.state.uploads.end(&self.file_id);
-                Ok(Arc::clone(&self.key))
+                Ok(self.key.clone())
             }
             Err(e) => {
                 self.abandon().await;

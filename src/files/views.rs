@@ -4,7 +4,8 @@
 use maud::{Markup, html};
 
 use crate::clock::UnixTime;
-use crate::web::layout::{PageCtx, csrf_field, form_error, page};
+use crate::web::assets;
+use crate::web::layout::{PageCtx, csrf_field, form_error, page, page_with_scripts};
 
 /// One of the viewer's own files, as listed.
 #[derive(Debug)]
@@ -161,16 +162,30 @@ pub fn shared_table(shared: &[SharedRow], show_owner: bool) -> Markup {
     }
 }
 
+/// Where `e2e-files.js` says what it is doing, and what went wrong.
+fn script_messages() -> Markup {
+    html! {
+        p #e2e-file-error .error role="alert" hidden {}
+        p #e2e-file-status role="status" aria-live="polite" hidden {}
+    }
+}
+
 /// The upload form. The hidden CSRF field comes first, and `expiry_days` and `key` before
 /// `file`: browsers send fields in document order, the server checks the token before it
 /// stores a byte and needs the key before the file's first byte arrives.
+///
+/// With JavaScript on, `e2e-files.js` takes the form over: it encrypts the file in the
+/// browser and sends its tokens instead (`files::sealed`); texts for one way or the other
+/// are marked `e2e-file-server` and `e2e-file-browser`.
 pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
-    page(
+    page_with_scripts(
         ctx,
         "Upload a file",
         html! {
             (form_error(error))
-            form.stack method="post" action="/file/upload" enctype="multipart/form-data" {
+            (script_messages())
+            form.stack #e2e-file-upload method="post" action="/file/upload" enctype="multipart/form-data"
+                data-chunk=(super::CHUNK_BYTES) {
                 (csrf_field(ctx))
                 label {
                     "Delete after (days)"
@@ -182,7 +197,10 @@ pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
                     input type="password" name="key" autocomplete="off" spellcheck="false"
                         autocapitalize="none" size="48" maxlength="200";
                     small {
-                        "Leave it empty and the server makes a new key. Or paste a Fernet key of "
+                        "Leave it empty and "
+                        span.e2e-file-server { "the server" }
+                        span.e2e-file-browser hidden { "your browser" }
+                        " makes a new key. Or paste a Fernet key of "
                         "your own: 32 random bytes in URL-safe base64, 44 characters of letters, "
                         "digits, " code { "-" } " and " code { "_" } ", ending in " code { "=" }
                         " (Python: " code { "Fernet.generate_key()" } ")."
@@ -195,12 +213,28 @@ pub fn upload(ctx: &PageCtx, max_bytes: u64, error: Option<&str>) -> Markup {
                 }
                 button type="submit" { "Encrypt and upload" }
             }
-            p.muted {
+            p.muted.e2e-file-server {
                 "The server encrypts the file as it arrives, with a new key or the one you entered, "
                 "and shows you that key once, on the next page. It does not keep the key: without "
                 "it, nobody can open the file, you and the operator included."
             }
+            p.muted.e2e-file-browser hidden {
+                "Your browser encrypts the file before it leaves this computer, with a new key or "
+                "the one you entered, and shows you that key once. The key is never sent: the "
+                "server stores the encrypted file only, and nobody can open it without the key, "
+                "you and the operator included."
+            }
+            section.card #e2e-file-done hidden aria-labelledby="key" {
+                h2 id="key" { "Uploaded. Your key — copy it now" }
+                p { "This is the only time the key is shown. It was made (or entered) in your browser and never sent: the server cannot show it again." }
+                label {
+                    "Key"
+                    input.key #e2e-file-key type="text" readonly size="48" autocomplete="off" spellcheck="false";
+                }
+                p { a #e2e-file-link href="/files" { "Go to the file's page" } " · " a href="/files" { "All your files" } }
+            }
         },
+        &[&assets::E2E_FILES],
     )
 }
 
@@ -246,7 +280,7 @@ pub fn uploaded(
 /// access list and deletion.
 pub fn file(ctx: &PageCtx, f: &FileView, error: Option<&str>, notice: Option<&str>) -> Markup {
     let base = format!("/file/{}", f.url_id);
-    page(
+    page_with_scripts(
         ctx,
         &f.name,
         html! {
@@ -262,7 +296,9 @@ pub fn file(ctx: &PageCtx, f: &FileView, error: Option<&str>, notice: Option<&st
             section.card aria-labelledby="dl" {
                 h2 id="dl" { "Download" }
                 (form_error(error))
-                form.stack method="post" action={ (base) "/download" } {
+                (script_messages())
+                form.stack #e2e-file-download method="post" action={ (base) "/download" }
+                    data-raw={ (base) "/raw" } data-name=(f.name) data-size=(f.size) {
                     (csrf_field(ctx))
                     label {
                         "Key"
@@ -270,6 +306,9 @@ pub fn file(ctx: &PageCtx, f: &FileView, error: Option<&str>, notice: Option<&st
                         small { "The 44-character key shown when the file was uploaded." }
                     }
                     button type="submit" { "Decrypt and download" }
+                }
+                p.muted.e2e-file-browser hidden {
+                    "Your browser decrypts the file: the key is not sent to the server."
                 }
                 p.muted {
                     "Or " a href={ (base) "/raw" } { "download the encrypted file" }
@@ -318,6 +357,7 @@ pub fn file(ctx: &PageCtx, f: &FileView, error: Option<&str>, notice: Option<&st
             }
             p { a href="/files" { "All files" } }
         },
+        &[&assets::E2E_FILES],
     )
 }
 

@@ -93,9 +93,19 @@ pub static E2E_CONVERSATION: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// The upload page and a file's page: files encrypted and decrypted in the browser.
+pub static E2E_FILES: LazyLock<Script> =
+    LazyLock::new(|| script("e2e-files", include_bytes!("../../assets/js/e2e-files.js")));
+
 /// Every script, in the order `ghostcache script-hashes` lists them.
-pub fn scripts() -> [&'static Script; 4] {
-    [&*E2E_CORE, &*E2E_SETUP, &*E2E_LIST, &*E2E_CONVERSATION]
+pub fn scripts() -> [&'static Script; 5] {
+    [
+        &*E2E_CORE,
+        &*E2E_SETUP,
+        &*E2E_LIST,
+        &*E2E_CONVERSATION,
+        &*E2E_FILES,
+    ]
 }
 
 /// The asset served at `path`, if any.

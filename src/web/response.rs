@@ -28,6 +28,17 @@ pub fn html(status: StatusCode, markup: Markup) -> Response<Body> {
     r
 }
 
+/// An HTML answer for a page made with `layout::page_with_scripts`: it carries
+/// [`CSP_WITH_SCRIPTS`] in place of the strict policy.
+pub fn html_with_scripts(status: StatusCode, markup: Markup) -> Response<Body> {
+    let mut r = html(status, markup);
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP_WITH_SCRIPTS),
+    );
+    r
+}
+
 /// `303 See Other` to a path on this site.
 pub fn redirect(location: &str) -> Response<Body> {
     let mut r = Response::new(full(Bytes::new()));

@@ -2,6 +2,7 @@
 //! behind a proxy that records every byte the server receives; and its hostile inputs
 //! over HTTP and the WebSocket.
 
+mod files;
 mod hostile;
 
 use std::time::Duration;

@@ -20,7 +20,7 @@ const DAY: i64 = 86_400;
 
 /// Held by the tests that measure this process's memory, and by those that move tens of
 /// megabytes, so that the ones do not measure the others.
-static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MB: u64 = 1_000_000;
 
 fn rows(server: &TestServer) -> RowCounts {
@@ -40,7 +40,7 @@ fn pattern(offset: u64, buf: &mut [u8]) {
     }
 }
 
-fn content(len: usize, marker: &str) -> Vec<u8> {
+pub(crate) fn content(len: usize, marker: &str) -> Vec<u8> {
     let mut v = vec![0u8; len];
     pattern(0, &mut v);
     v[..marker.len()].copy_from_slice(marker.as_bytes());
@@ -254,6 +254,46 @@ fn readme_python_example() -> String {
     readme[start..start + len].to_owned()
 }
 
+/// Write `key` and `blob` into `dir`, then decrypt the blob offline with Python's
+/// `cryptography` (README's example as written) and with `ghostcache decrypt --key-file`:
+/// both must give back `plain`. Returns what `ghostcache decrypt` wrote to standard error.
+pub(crate) fn decrypts_offline(
+    dir: &std::path::Path,
+    key: &str,
+    blob: &[u8],
+    plain: &[u8],
+) -> String {
+    std::fs::write(dir.join("key.txt"), format!("{key}\n")).unwrap();
+    std::fs::write(dir.join("file.blob"), blob).unwrap();
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(readme_python_example())
+        .current_dir(dir)
+        .output()
+        .expect("python3 is installed (scripts/test.sh installs python3-cryptography)");
+    assert!(
+        py.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert!(std::fs::read(dir.join("file.out")).unwrap() == plain);
+    let out = dir.join("cli.out");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ghostcache"))
+        .args(["decrypt", "--key-file"])
+        .arg(dir.join("key.txt"))
+        .arg(dir.join("file.blob"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(std::fs::read(&out).unwrap() == plain);
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_raw_blob_decrypts_with_python_and_ghostcache_decrypt() {
     let server = TestServer::start().await;
@@ -293,41 +333,11 @@ async fn the_raw_blob_decrypts_with_python_and_ghostcache_decrypt() {
     assert!(!blob.windows(10).any(|w| w == b"Marker-Raw"));
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key.txt"), format!("{key}\n")).unwrap();
-    std::fs::write(dir.path().join("file.blob"), &blob).unwrap();
+    let stderr = decrypts_offline(dir.path(), &key, &blob, &data);
+    assert!(!stderr.contains(&key));
 
-    // Python's cryptography, running README's example as written.
-    let py = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(readme_python_example())
-        .current_dir(dir.path())
-        .output()
-        .expect("python3 is installed (scripts/test.sh installs python3-cryptography)");
-    assert!(
-        py.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    assert!(std::fs::read(dir.path().join("file.out")).unwrap() == data);
-
-    // ghostcache decrypt, key from a file and from standard input.
+    // ghostcache decrypt, the key from standard input.
     let bin = env!("CARGO_BIN_EXE_ghostcache");
-    let out = dir.path().join("cli.out");
-    let run = std::process::Command::new(bin)
-        .args(["decrypt", "--key-file"])
-        .arg(dir.path().join("key.txt"))
-        .arg(dir.path().join("file.blob"))
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(std::fs::read(&out).unwrap() == data);
-    assert!(!String::from_utf8_lossy(&run.stderr).contains(&key));
-
     let stdin_out = dir.path().join("stdin.out");
     let mut child = std::process::Command::new(bin)
         .args(["decrypt", "--key-file", "-"])

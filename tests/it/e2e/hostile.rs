@@ -345,7 +345,6 @@ async fn scripts_only_on_end_to_end_pages_with_integrity_and_their_policy() {
         (true, "/settings"),
         (true, "/connections"),
         (true, "/files"),
-        (true, "/file/upload"),
         (true, "/chat/groups"),
         (true, "/settings/signature"),
     ] {
