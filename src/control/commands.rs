@@ -242,7 +242,7 @@ fn print_private_key(config: &Config, name: &str, pair: &NewClientKey) {
 /// The onion address, read from the database as `onion-address` does.
 fn onion_address(config: &Config) -> Result<String, String> {
     let path = config.resolved_data_dir().join(crate::store::DB_FILE);
-    let master = crate::onion::key::load_master_key(&config.tor).map_err(|e| e.to_string())?;
+    let master = crate::onion::key::load_master_key(&config).map_err(|e| e.to_string())?;
     let db = crate::store::open_read_only(&path).map_err(|e| e.to_string())?;
     let key = crate::onion::key::read(&db, master.as_ref()).map_err(|e| e.to_string())?;
     key.address().map_err(|e| e.to_string())

@@ -338,7 +338,7 @@ pub async fn upload_submit(
     drop(multipart);
     match outcome {
         Ok(done) => {
-            tracing::info!("file uploaded");
+            tracing::debug!("file uploaded");
             let page = ctx.page();
             let key = done.key.to_base64();
             Ok(html(

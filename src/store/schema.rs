@@ -3,7 +3,16 @@
 //! The `meta_v1` table holds `schema_version`. A file with a newer version is refused
 //! with a clear message; an older one is migrated one step per transaction.
 
+use std::collections::HashSet;
+use std::path::Path;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::erasure::ErasureKeys;
+use super::records::{CredentialScheme, Credentials, Record, UserRecord};
 use super::{Store, StoreError, tables};
+use crate::crypto::{KdfParams, Verifier};
 
 /// The schema this binary writes.
 ///
@@ -20,12 +29,25 @@ use super::{Store, StoreError, tables};
 ///    secrets of layout 2 (digests of the public keys their member vouches for). No new
 ///    table; older records stay readable and are re-sealed at their member's first use.
 ///    An older binary must not open a version-4 file: it could read neither.
-pub const CURRENT_SCHEMA: u32 = 4;
+/// 5. Erasure keys: members move from `users_v1` to `users_v2`, their credentials sealed
+///    under a per-member key in the key file beside the database.
+pub const CURRENT_SCHEMA: u32 = 5;
 
 const VERSION_KEY: &str = "schema_version";
 
+/// META key of the id of the erasure key file that belongs to this database.
+const KEYS_ID_KEY: &str = "erasure_keys_id";
+
+/// What opening did that the caller must finish.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prepared {
+    /// Old credentials were moved under erasure keys: compact the file, so that no copy
+    /// of them stays in its free pages.
+    pub compact: bool,
+}
+
 /// Read the schema version, refusing newer files, creating every table in a new file.
-pub fn prepare(store: &Store) -> Result<(), StoreError> {
+pub fn prepare(store: &Store) -> Result<Prepared, StoreError> {
     let found = read_version(store)?;
     match found {
         Some(v) if v > CURRENT_SCHEMA => Err(StoreError::NewerSchema {
@@ -34,17 +56,143 @@ pub fn prepare(store: &Store) -> Result<(), StoreError> {
         }),
         Some(v) => {
             // Migrations from older versions, one transaction per step.
+            let compact = v < 5;
             let mut v = v;
             while v < CURRENT_SCHEMA {
                 v = migrate_step(store, v)?;
             }
-            create_tables(store)
+            create_tables(store)?;
+            Ok(Prepared { compact })
         }
         None => {
             create_tables(store)?;
-            write_version(store, CURRENT_SCHEMA)
+            write_version(store, CURRENT_SCHEMA)?;
+            Ok(Prepared::default())
         }
     }
+}
+
+/// Open the erasure key file of the database `db`: the one its `meta` table names (which
+/// must be there), or, for a database that names none yet, the file found at `path` or a
+/// new one, which it then names.
+pub fn open_keys(db: &redb::Database, path: &Path) -> Result<ErasureKeys, StoreError> {
+    let named: Option<Vec<u8>> = {
+        let txn = db.begin_read()?;
+        match txn.open_table(tables::META) {
+            Ok(meta) => meta.get(KEYS_ID_KEY)?.map(|v| v.value().to_vec()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let shown = || path.display().to_string();
+    match named {
+        Some(id) => {
+            if !path.exists() {
+                return Err(StoreError::KeysMissing(shown()));
+            }
+            let keys = ErasureKeys::open(path)?;
+            if keys.id().as_slice() != id.as_slice() {
+                return Err(StoreError::KeysMismatch(shown()));
+            }
+            Ok(keys)
+        }
+        None => {
+            // A file without a database naming it holds no key anybody needs (it was
+            // created just before a crash): adopt it; its unnamed keys are erased.
+            let keys = if path.exists() {
+                ErasureKeys::open(path)?
+            } else {
+                ErasureKeys::create(path)?
+            };
+            let mut txn = db.begin_write()?;
+            txn.set_two_phase_commit(true);
+            txn.open_table(tables::META)?
+                .insert(KEYS_ID_KEY, keys.id().as_slice())?;
+            txn.commit()?;
+            Ok(keys)
+        }
+    }
+}
+
+/// The erasure key slots that member records name.
+pub fn named_slots(store: &Store) -> Result<HashSet<u32>, StoreError> {
+    named_slots_in(&store.read()?)
+}
+
+/// The erasure key slots that member records name, in a snapshot (also a backup's).
+pub fn named_slots_in(txn: &redb::ReadTransaction) -> Result<HashSet<u32>, StoreError> {
+    let users = match txn.open_table(tables::USERS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashSet::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = HashSet::new();
+    for row in users.iter()? {
+        let (_, v) = row?;
+        out.insert(UserRecord::decode(v.value())?.erasure_slot);
+    }
+    Ok(out)
+}
+
+/// Members as schemas 1 to 4 stored them: credentials in clear.
+const USERS_V1: TableDefinition<tables::Id, &[u8]> = TableDefinition::new("users_v1");
+
+#[derive(Serialize, Deserialize)]
+struct LegacyUserRecord {
+    username: String,
+    salt: [u8; 16],
+    kdf: KdfParams,
+    password_verifier: Verifier,
+    destruction_verifier: Verifier,
+    wrapped_data_key: String,
+    delivery_public: Vec<u8>,
+    delivery_private_sealed: String,
+    last_login_day: i64,
+}
+
+impl Record for LegacyUserRecord {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "user (schemas 1 to 4)";
+}
+
+/// 4 → 5: every member's credentials sealed under a new erasure key, in one transaction
+/// (the keys are written and synced first; a crash leaves unnamed keys, erased at the
+/// next start, and the migration runs again).
+fn migrate_users_to_erasure_keys(store: &Store) -> Result<(), StoreError> {
+    let txn = store.write()?;
+    {
+        let legacy = txn.open_table(USERS_V1)?;
+        let mut users = txn.open_table(tables::USERS)?;
+        for row in legacy.iter()? {
+            let (id, bytes) = row?;
+            let old = LegacyUserRecord::decode(bytes.value())?;
+            let (slot, key) = store.keys().allocate()?;
+            let credentials = Credentials {
+                scheme: CredentialScheme::Argon2Hkdf { peppered: false },
+                salt: old.salt,
+                kdf: old.kdf,
+                password_verifier: old.password_verifier,
+                destruction_verifier: old.destruction_verifier,
+                wrapped_data_key: old.wrapped_data_key,
+            };
+            let record = UserRecord {
+                username: old.username,
+                delivery_public: old.delivery_public,
+                delivery_private_sealed: old.delivery_private_sealed,
+                last_login_day: old.last_login_day,
+                kept_out_day: 0,
+                erasure_slot: slot,
+                credentials_sealed: credentials.seal(&key)?,
+                erasing: false,
+            };
+            users.insert(id.value(), record.encode()?.as_slice())?;
+        }
+    }
+    txn.delete_table(USERS_V1)?;
+    txn.open_table(tables::META)?
+        .insert(VERSION_KEY, 5u32.to_le_bytes().as_slice())?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// Migrate from `from` to the next version in one transaction; the new version.
@@ -75,6 +223,10 @@ fn migrate_step(store: &Store, from: u32) -> Result<u32, StoreError> {
                 .insert(VERSION_KEY, 4u32.to_le_bytes().as_slice())?;
             txn.commit()?;
             Ok(4)
+        }
+        4 => {
+            migrate_users_to_erasure_keys(store)?;
+            Ok(5)
         }
         v => Err(StoreError::Corrupt(format!(
             "unknown old schema version {v}"

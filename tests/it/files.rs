@@ -958,7 +958,8 @@ async fn incomplete_uploads_left_by_a_crash_are_swept_at_start_up() {
     .unwrap()
     .unwrap();
     // Make it durable, as any later commit would.
-    ghostcache::accounts::record_login(&store, &owner, server.clock.now() + 2 * DAY).unwrap();
+    ghostcache::store::schema::write_version(&store, ghostcache::store::schema::CURRENT_SCHEMA)
+        .unwrap();
     drop(store);
     assert_eq!(rows(&server).chunks, 1);
     let dir = server.stop().await;
