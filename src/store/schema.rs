@@ -312,6 +312,113 @@ mod tests {
         assert!(txn.open_table(tables::MESSAGE_DEADLINES).is_ok());
     }
 
+    /// A schema-2 file as the code before erasure keys wrote it: a member in `users_v1`
+    /// with salt, verifiers and wrapped data key in clear.
+    fn legacy_file(path: &Path) -> LegacyUserRecord {
+        let data_key = crate::crypto::SecretKey::generate();
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let creds = crate::accounts::credentials::create(
+            b"legacy password",
+            b"legacy destruction",
+            kdf,
+            &data_key,
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        let legacy = LegacyUserRecord {
+            username: "oldtimer".into(),
+            salt: creds.salt,
+            kdf,
+            password_verifier: creds.password_verifier,
+            destruction_verifier: creds.destruction_verifier,
+            wrapped_data_key: creds.wrapped_data_key,
+            delivery_public: vec![1, 2, 3],
+            delivery_private_sealed: data_key.seal(b"private key").unwrap(),
+            last_login_day: 0,
+        };
+        let s = Store::open(path).unwrap();
+        let txn = s.write().unwrap();
+        txn.delete_table(tables::USERS).unwrap();
+        let id = [5u8; 16];
+        txn.open_table(USERS_V1)
+            .unwrap()
+            .insert(id, legacy.encode().unwrap().as_slice())
+            .unwrap();
+        let username = crate::accounts::Username::parse("oldtimer").unwrap();
+        txn.open_table(tables::USERNAME_TO_USER)
+            .unwrap()
+            .insert(username.as_str(), id)
+            .unwrap();
+        txn.open_table(tables::SKELETON_TO_USER)
+            .unwrap()
+            .insert(username.skeleton(), id)
+            .unwrap();
+        txn.commit().unwrap();
+        write_version(&s, 2).unwrap();
+        legacy
+    }
+
+    #[test]
+    fn members_of_a_version_2_file_move_under_erasure_keys_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        let legacy = legacy_file(&path);
+        let before = std::fs::read(&path).unwrap();
+        let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(has(&before, &legacy.salt), "sanity: the old file holds the salt in clear");
+
+        let s = Store::open(&path).unwrap();
+        assert_eq!(read_version(&s).unwrap(), Some(CURRENT_SCHEMA));
+        assert!(s.read().unwrap().open_table(USERS_V1).is_err(), "old table gone");
+        let policy = crate::accounts::Policy::new(
+            legacy.kdf,
+            None,
+            30,
+            crate::store::cascade::Cascade::new(),
+        )
+        .unwrap();
+        let name = crate::accounts::Username::parse("oldtimer").unwrap();
+        let now = 0;
+        assert!(matches!(
+            crate::accounts::check_login(&s, &policy, &name, b"legacy password", now).unwrap(),
+            crate::accounts::LoginOutcome::Success { .. }
+        ));
+        drop(s);
+        // Compacted: no copy of the clear credentials is left in free pages.
+        let after = std::fs::read(&path).unwrap();
+        assert!(!has(&after, &legacy.salt), "salt");
+        assert!(!has(&after, &legacy.password_verifier.0), "verifier");
+        assert!(!has(&after, &legacy.destruction_verifier.0), "verifier");
+        assert!(!has(&after, legacy.wrapped_data_key.as_bytes()), "wrapped key");
+        assert!(has(&after, b"oldtimer"), "sanity: the scan sees the file");
+    }
+
+    #[test]
+    fn a_database_refuses_to_open_without_its_own_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        let keys = crate::store::erasure::keys_path(&path);
+        drop(Store::open(&path).unwrap());
+        let saved = std::fs::read(&keys).unwrap();
+        std::fs::remove_file(&keys).unwrap();
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+        assert!(!keys.exists(), "no empty key file made in its place");
+        // Another database's key file is refused too.
+        let other = dir.path().join("other.redb");
+        drop(Store::open(&other).unwrap());
+        std::fs::copy(crate::store::erasure::keys_path(&other), &keys).unwrap();
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("belongs to another database"), "{err}");
+        std::fs::write(&keys, saved).unwrap();
+        Store::open(&path).unwrap();
+    }
+
     #[test]
     fn a_version_2_file_migrates_to_version_3() {
         let dir = tempfile::tempdir().unwrap();

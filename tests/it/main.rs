@@ -17,6 +17,7 @@ mod accounts;
 mod chat;
 mod connections;
 mod crypto;
+mod decoy;
 mod deleting;
 mod files;
 mod fixture;
