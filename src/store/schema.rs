@@ -370,11 +370,17 @@ mod tests {
         let legacy = legacy_file(&path);
         let before = std::fs::read(&path).unwrap();
         let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-        assert!(has(&before, &legacy.salt), "sanity: the old file holds the salt in clear");
+        assert!(
+            has(&before, &legacy.salt),
+            "sanity: the old file holds the salt in clear"
+        );
 
         let s = Store::open(&path).unwrap();
         assert_eq!(read_version(&s).unwrap(), Some(CURRENT_SCHEMA));
-        assert!(s.read().unwrap().open_table(USERS_V1).is_err(), "old table gone");
+        assert!(
+            s.read().unwrap().open_table(USERS_V1).is_err(),
+            "old table gone"
+        );
         let policy = crate::accounts::Policy::new(
             legacy.kdf,
             None,
@@ -394,7 +400,10 @@ mod tests {
         assert!(!has(&after, &legacy.salt), "salt");
         assert!(!has(&after, &legacy.password_verifier.0), "verifier");
         assert!(!has(&after, &legacy.destruction_verifier.0), "verifier");
-        assert!(!has(&after, legacy.wrapped_data_key.as_bytes()), "wrapped key");
+        assert!(
+            !has(&after, legacy.wrapped_data_key.as_bytes()),
+            "wrapped key"
+        );
         assert!(has(&after, b"oldtimer"), "sanity: the scan sees the file");
     }
 

@@ -185,7 +185,11 @@ async fn a_decoy_answers_every_route_exactly_as_a_live_offline_stranger_does() {
     let group = create_group(&mut gone, "Gone's group").await;
     let gid = group.strip_prefix("/chat/group/").unwrap().to_owned();
     let r = gone
-        .submit(&group, "/chat/invite", &[("group", &gid), ("username", "friend")])
+        .submit(
+            &group,
+            "/chat/invite",
+            &[("group", &gid), ("username", "friend")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     let r = friend
@@ -195,7 +199,11 @@ async fn a_decoy_answers_every_route_exactly_as_a_live_offline_stranger_does() {
     let upload = gone.upload("gone.bin", b"gone's file", "30").await;
     let gone_file = file_path(&upload);
     let r = gone
-        .submit(&gone_file, &format!("{gone_file}/share"), &[("username", "friend")])
+        .submit(
+            &gone_file,
+            &format!("{gone_file}/share"),
+            &[("username", "friend")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // The destruction password, typed by someone else, elsewhere.
@@ -211,7 +219,10 @@ async fn a_decoy_answers_every_route_exactly_as_a_live_offline_stranger_does() {
     // removed the connection, deleted their file and their messages and left the group).
     let mut stranger = server.client();
     stranger.member("viewer").await;
-    for (who, viewer) in [("stranger", &mut stranger), ("former connection", &mut friend)] {
+    for (who, viewer) in [
+        ("stranger", &mut stranger),
+        ("former connection", &mut friend),
+    ] {
         let group = create_group(viewer, "Viewer's group").await;
         let upload = viewer.upload("viewer.bin", b"viewer's file", "30").await;
         assert_eq!(upload.status, StatusCode::OK);
@@ -221,10 +232,21 @@ async fn a_decoy_answers_every_route_exactly_as_a_live_offline_stranger_does() {
         let of_decoy = answers(&server, viewer, "gonexx", &group, &file, [PW, DPW]).await;
         assert_eq!(of_live.len(), of_decoy.len());
         // Not a comparison of two error pages: the name is there to find.
-        assert!(of_decoy[0].1.starts_with("200"), "{who}: profile {}", of_decoy[0].1);
-        assert!(of_decoy[2].1.starts_with("303"), "{who}: request {}", of_decoy[2].1);
+        assert!(
+            of_decoy[0].1.starts_with("200"),
+            "{who}: profile {}",
+            of_decoy[0].1
+        );
+        assert!(
+            of_decoy[2].1.starts_with("303"),
+            "{who}: request {}",
+            of_decoy[2].1
+        );
         for ((what, a), (_, b)) in of_live.iter().zip(&of_decoy) {
-            assert_eq!(a, b, "{who}: {what} differs between a live account and a decoy");
+            assert_eq!(
+                a, b,
+                "{who}: {what} differs between a live account and a decoy"
+            );
         }
     }
 
@@ -252,7 +274,10 @@ async fn the_sweeper_frees_a_decoys_name_when_inactivity_would_have() {
     assert_eq!(c.login("tessa", PW).await.status, StatusCode::SEE_OTHER);
     server.clock.advance(10 * DAY);
     let mut coerced = server.client();
-    assert_eq!(coerced.login("tessa", DPW).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        coerced.login("tessa", DPW).await.status,
+        StatusCode::FORBIDDEN
+    );
     wait_erased(&server, "tessa").await;
     // Day 40: 30 days after the last real login, not yet 31 full days: still taken.
     server.clock.advance(20 * DAY);
@@ -270,7 +295,10 @@ async fn the_sweeper_frees_a_decoys_name_when_inactivity_would_have() {
     server.clock.advance(2 * DAY);
     let report = ghostcache::sweeper::sweep(server.state()).await.unwrap();
     assert_eq!(report.accounts_deleted, 1);
-    assert_eq!(ghostcache::accounts::count_members(&server.state().store).unwrap(), 0);
+    assert_eq!(
+        ghostcache::accounts::count_members(&server.state().store).unwrap(),
+        0
+    );
     c.register("tessa", "a new owner's password", "a new destruction pw")
         .await;
 }
