@@ -19,6 +19,7 @@ mod connections;
 mod crypto;
 mod decoy;
 mod deleting;
+mod erasure;
 mod files;
 mod fixture;
 mod groups;
