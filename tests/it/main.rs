@@ -24,6 +24,7 @@ mod files;
 mod fixture;
 mod groups;
 mod home;
+mod lockout;
 mod onion;
 mod onion_auth;
 mod operator;
