@@ -572,3 +572,131 @@ fn serve_refuses_a_newer_schema_with_a_clear_message() {
     let newer = format!("schema {}", ghostcache::store::schema::CURRENT_SCHEMA + 1);
     assert!(stderr.contains(&newer), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_either_password_ends_the_members_other_sessions() {
+    let server = TestServer::start().await;
+    let mut here = server.client();
+    here.member("ursula").await;
+    let mut elsewhere = server.client();
+    assert_eq!(
+        elsewhere.login("ursula", PW).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = here
+        .submit(
+            "/settings",
+            "/settings/password",
+            &[
+                ("current_password", PW),
+                ("new_password", "a new password 1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        here.get("/settings").await.status,
+        StatusCode::OK,
+        "this one stays"
+    );
+    let r = elsewhere.get("/settings").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the other one ended");
+    assert_eq!(r.header("location"), Some("/login"));
+
+    assert_eq!(
+        elsewhere.login("ursula", "a new password 1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = here
+        .submit(
+            "/settings",
+            "/settings/destruction-password",
+            &[
+                ("current_password", "a new password 1"),
+                ("new_d_pass", "a new destruction 1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(here.get("/settings").await.status, StatusCode::OK);
+    assert_eq!(
+        elsewhere.get("/settings").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_past_its_inactivity_deadline_cannot_log_in_before_the_sweep() {
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.register("vera", PW, DPW).await;
+    server.clock.advance(30 * DAY);
+    assert_eq!(c.login("vera", PW).await.status, StatusCode::SEE_OTHER);
+    server.clock.advance(32 * DAY);
+    // Due for deletion, not swept yet: both passwords fail like wrong ones.
+    let wrong = c.login("vera", "not the password").await;
+    for password in [PW, DPW] {
+        let r = c.login("vera", password).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.text_without_csrf(), wrong.text_without_csrf());
+    }
+    let report = ghostcache::sweeper::sweep(server.state()).await.unwrap();
+    assert_eq!(report.accounts_deleted, 1);
+}
+
+/// A master key file, mode 0600, in `dir`.
+fn master_key_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, crate::support::server::random_key_material()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_move_under_the_master_key_and_need_that_very_key_afterwards() {
+    let keys = crate::support::server::private_tempdir();
+    let server = TestServer::start().await;
+    let mut c = server.client();
+    c.register("wilma", PW, DPW).await;
+    let dir = server.stop().await;
+    let key = master_key_file(keys.path(), "master.key");
+
+    // A master key appears (under its former name, which still works): the accounts are
+    // peppered at start-up, and log in as before.
+    let k = key.clone();
+    let server = TestServer::start_in(dir, move |cfg| cfg.tor.master_key_file = Some(k)).await;
+    let mut c = server.client();
+    assert_eq!(c.login("wilma", PW).await.status, StatusCode::SEE_OTHER);
+    let dir = server.stop().await;
+
+    // Without it, or with another one, the server refuses to start, and says why.
+    let config = crate::support::server::test_config(dir.path().to_path_buf());
+    let options = || ghostcache::app::StartOptions {
+        clock: ghostcache::clock::Clock::system(),
+        danger_fast_kdf: true,
+    };
+    let err = ghostcache::app::start(config.clone(), options())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("protected by a master key"), "{err}");
+    let mut wrong = config.clone();
+    wrong.master_key_file = Some(master_key_file(keys.path(), "other.key"));
+    let err = ghostcache::app::start(wrong, options())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not the one"), "{err}");
+
+    // With it, under its new name: as before.
+    let server = TestServer::start_in(dir, move |cfg| cfg.master_key_file = Some(key)).await;
+    let mut c = server.client();
+    assert_eq!(c.login("wilma", PW).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        c.login("wilma", "wrong password").await.status,
+        StatusCode::FORBIDDEN
+    );
+}

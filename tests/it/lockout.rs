@@ -70,9 +70,18 @@ async fn the_member_logs_in_while_a_stranger_guesses_for_a_full_minute() {
     for t in stranger {
         t.await.unwrap();
     }
-    assert!(started.elapsed() >= Duration::from_secs(60), "a full minute");
-    assert_eq!(member.login("wanda", PW).await.status, StatusCode::FORBIDDEN);
-    let (wrong, refused) = (wrong.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    assert!(
+        started.elapsed() >= Duration::from_secs(60),
+        "a full minute"
+    );
+    assert_eq!(
+        member.login("wanda", PW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let (wrong, refused) = (
+        wrong.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
     eprintln!("the stranger's guesses: {wrong} checked and wrong, {refused} turned away");
     assert_eq!(refused, 0, "four at a time never fill the line");
     // 10 at once, then one every 6 s, for the stranger's and the last two attempts
@@ -114,7 +123,10 @@ async fn an_account_whose_logins_were_turned_away_is_not_swept_for_inactivity() 
     server.clock.advance(2 * DAY);
     let report = ghostcache::sweeper::sweep(server.state()).await.unwrap();
     assert_eq!(report.accounts_deleted, 0);
-    assert_eq!(member.login("xenia", PW).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        member.login("xenia", PW).await.status,
+        StatusCode::SEE_OTHER
+    );
     // Without further logins or floods, it goes 31 days after that login.
     server.clock.advance(32 * DAY);
     let report = ghostcache::sweeper::sweep(server.state()).await.unwrap();

@@ -25,6 +25,7 @@ mod fixture;
 mod groups;
 mod home;
 mod lockout;
+mod logs;
 mod onion;
 mod onion_auth;
 mod operator;

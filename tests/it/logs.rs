@@ -1,0 +1,100 @@
+//! What the log says at the default level after members have done everything a member
+//! can do: only what the server itself did (start, listen, stop), never a member's
+//! action with its time — a log line carries one, and logs outlive deleted accounts.
+
+use std::path::Path;
+
+use hyper::StatusCode;
+
+use crate::files::file_path;
+use crate::support::chat::{connect, say};
+use crate::support::process::Serve;
+use crate::support::server::private_tempdir;
+use crate::support::{Client, DPW, PW};
+
+/// `serve --no-tor` with the default log level.
+fn serve(data: &Path, stderr: &Path) -> Serve {
+    let config = data.with_extension("toml");
+    std::fs::write(&config, "[crypto]\nrsa_bits = 2048\n").unwrap();
+    Serve::start(
+        &[
+            "--no-tor",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        stderr,
+        None,
+    )
+}
+
+/// The lines the server may write at the default level, about itself.
+const ALLOWED: &[&str] = &[
+    "plain-HTTP listener ready",
+    "running without Tor (--no-tor): this server is not anonymous",
+    "no master key configured",
+    "shutting down",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_log_holds_no_member_action() {
+    let dir = private_tempdir();
+    let data = dir.path().join("data");
+    let stderr = dir.path().join("serve.stderr");
+    let server = serve(&data, &stderr);
+    let addr = server.http.unwrap();
+    let (mut a, mut b) = (Client::new(addr), Client::new(addr));
+    // Registered, logged in, connected (requested, accepted), a message.
+    a.member("logalice").await;
+    b.member("logbob").await;
+    let conversation = connect(&mut a, &mut b, "logbob").await;
+    say(&mut a, &conversation, "hello").await;
+    // A file uploaded, shared and deleted.
+    let upload = a.upload("notes.txt", b"some notes", "7").await;
+    assert_eq!(upload.status, StatusCode::OK);
+    let file = file_path(&upload);
+    a.submit(&file, &format!("{file}/share"), &[("username", "logbob")])
+        .await;
+    a.submit(&file, &format!("{file}/delete"), &[]).await;
+    // A group created, joined, left.
+    let r = a
+        .submit("/chat/groups", "/chat/create", &[("name", "Log group")])
+        .await;
+    let group = r.header("location").unwrap().to_owned();
+    let id = group.strip_prefix("/chat/group/").unwrap().to_owned();
+    a.submit(
+        &group,
+        "/chat/invite",
+        &[("group", &id), ("username", "logbob")],
+    )
+    .await;
+    let r = b
+        .submit("/chat/groups", "/chat/accept", &[("group", &id)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b.submit(&group, "/chat/leave", &[("group", &id)]).await;
+    // A wrong password, a destruction, an account deleted by its owner.
+    let mut c = Client::new(addr);
+    c.login("logalice", "wrong password").await;
+    c.login("logbob", DPW).await;
+    let r = a
+        .submit("/settings", "/settings/delete", &[("current_password", PW)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(server.stop().success());
+
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(log.contains("plain-HTTP listener ready"), "sanity: {log}");
+    for line in log.lines() {
+        assert!(
+            ALLOWED.iter().any(|allowed| line.contains(allowed)),
+            "a line the default log must not have:\n{line}"
+        );
+        for secret in ["logalice", "logbob", "notes.txt", "Log group", "hello"] {
+            assert!(!line.contains(secret), "{secret} in the log: {line}");
+        }
+    }
+}
