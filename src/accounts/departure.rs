@@ -65,14 +65,11 @@ pub fn depart(store: &Store, policy: &Policy, id: &Id) -> Result<bool, StoreErro
 /// departing.
 pub fn finish_departure(store: &Store, policy: &Policy, id: &Id) -> Result<bool, StoreError> {
     let txn = store.write()?;
-    let record = {
-        let users = txn.open_table(USERS)?;
-        let record = users
-            .get(id)?
-            .map(|b| UserRecord::decode(b.value()))
-            .transpose()?;
-        record
-    };
+    let record = txn
+        .open_table(USERS)?
+        .get(id)?
+        .map(|b| UserRecord::decode(b.value()))
+        .transpose()?;
     let Some(mut record) = record.filter(|r| r.erasing) else {
         return Ok(false);
     };
@@ -256,10 +253,10 @@ pub fn prepare_pepper(
         });
     };
     let check = pepper.check_value();
-    if let Some(stored) = &stored {
-        if stored.as_slice() != check.as_slice() {
-            return Ok(Err(PepperError::Wrong));
-        }
+    if let Some(stored) = &stored
+        && stored.as_slice() != check.as_slice()
+    {
+        return Ok(Err(PepperError::Wrong));
     }
     // Every account not yet peppered (all of them the first time; none after, unless a
     // backup from before was restored).
