@@ -90,6 +90,7 @@ pub fn member_cascade() -> Cascade {
         .with("connections", crate::connections::erase_member_in)
         .with("groups", crate::groups::erase_member_in)
         .with("signature settings", crate::chat::signing::erase_member_in)
+        .with("invitation codes", crate::invites::erase_member_in)
 }
 
 /// Knobs that only tests turn. Nothing in the configuration file or CLI reaches them.

@@ -13,13 +13,13 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::WriteTransaction;
 
 use super::gate::NameKey;
 use super::passwords::reseal;
 use super::{
     AccountError, Policy, Username, activity_day, credentials, crypto_to_store, inactive,
-    open_credentials,
+    open_credentials, record_in, users_where,
 };
 use crate::clock::UnixTime;
 use crate::crypto::master::Pepper;
@@ -65,11 +65,7 @@ pub fn depart(store: &Store, policy: &Policy, id: &Id) -> Result<bool, StoreErro
 /// departing.
 pub fn finish_departure(store: &Store, policy: &Policy, id: &Id) -> Result<bool, StoreError> {
     let txn = store.write()?;
-    let record = txn
-        .open_table(USERS)?
-        .get(id)?
-        .map(|b| UserRecord::decode(b.value()))
-        .transpose()?;
+    let record = record_in(&txn.open_table(USERS)?, id)?;
     let Some(mut record) = record.filter(|r| r.erasing) else {
         return Ok(false);
     };
@@ -84,22 +80,11 @@ pub fn finish_departure(store: &Store, policy: &Policy, id: &Id) -> Result<bool,
 
 /// Finish every departure that a crash interrupted (at start-up). Returns the members.
 pub fn finish_departures(store: &Store, policy: &Policy) -> Result<Vec<Id>, StoreError> {
-    let pending: Vec<Id> = {
-        let txn = store.read()?;
-        let users = txn.open_table(USERS)?;
-        let mut out = Vec::new();
-        for row in users.iter()? {
-            let (k, v) = row?;
-            if UserRecord::decode(v.value())?.erasing {
-                out.push(k.value());
-            }
-        }
-        out
-    };
-    for id in &pending {
+    let pending = users_where(store, |r| Ok(r.erasing))?;
+    for (id, _) in &pending {
         finish_departure(store, policy, id)?;
     }
-    Ok(pending)
+    Ok(pending.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Remove a member entirely inside the caller's transaction: their record, their name, and
@@ -129,34 +114,16 @@ pub fn sweep_inactive(
     now: UnixTime,
 ) -> Result<Vec<Id>, StoreError> {
     let days = policy.inactivity_days;
-    let stale: Vec<Id> = {
-        let txn = store.read()?;
-        let users = txn.open_table(USERS)?;
-        let mut stale = Vec::new();
-        for row in users.iter()? {
-            let (k, v) = row?;
-            let record = UserRecord::decode(v.value())?;
-            if inactive(activity_day(&record), now, days) {
-                stale.push(k.value());
-            }
-        }
-        stale
-    };
+    let stale = users_where(store, |r| Ok(inactive(activity_day(r), now, days)))?;
     if stale.is_empty() {
-        return Ok(stale);
+        return Ok(Vec::new());
     }
     let txn = store.write()?;
     let mut deleted = Vec::with_capacity(stale.len());
     let mut slots = Vec::with_capacity(stale.len());
-    for id in stale {
+    for (id, _) in stale {
         // Re-check inside the write transaction: the member may have logged in meanwhile.
-        let fresh = {
-            let users = txn.open_table(USERS)?;
-            users
-                .get(id)?
-                .map(|b| UserRecord::decode(b.value()))
-                .transpose()?
-        };
+        let fresh = record_in(&txn.open_table(USERS)?, &id)?;
         if fresh.is_some_and(|r| inactive(activity_day(&r), now, days))
             && let Some(slot) = remove_in(&txn, policy, &id)?
         {
@@ -182,19 +149,9 @@ pub fn note_kept_out(
     if names.is_empty() {
         return Ok(0);
     }
-    let hit: Vec<(Id, UserRecord)> = {
-        let txn = store.read()?;
-        let users = txn.open_table(USERS)?;
-        let mut hit = Vec::new();
-        for row in users.iter()? {
-            let (k, v) = row?;
-            let record = UserRecord::decode(v.value())?;
-            if record.kept_out_day != today && names.contains(&key_of(&record.username)) {
-                hit.push((k.value(), record));
-            }
-        }
-        hit
-    };
+    let hit = users_where(store, |r| {
+        Ok(r.kept_out_day != today && names.contains(&key_of(&r.username)))
+    })?;
     if hit.is_empty() {
         return Ok(0);
     }
@@ -203,11 +160,7 @@ pub fn note_kept_out(
     {
         let mut users = txn.open_table(USERS)?;
         for (id, _) in hit {
-            let current = users
-                .get(id)?
-                .map(|b| UserRecord::decode(b.value()))
-                .transpose()?;
-            if let Some(mut record) = current {
+            if let Some(mut record) = record_in(&users, &id)? {
                 record.kept_out_day = today;
                 users.insert(id, record.encode()?.as_slice())?;
                 noted += 1;
@@ -261,20 +214,14 @@ pub fn prepare_pepper(
     // Every account not yet peppered (all of them the first time; none after, unless a
     // backup from before was restored).
     let mut moves = Vec::new();
-    {
-        let txn = store.read()?;
-        let users = txn.open_table(USERS)?;
-        for row in users.iter()? {
-            let (k, v) = row?;
-            let record = UserRecord::decode(v.value())?;
-            let Some(creds) = open_credentials(store, &record)? else {
-                continue;
-            };
-            if let Some(peppered) =
-                credentials::apply_pepper(&creds, pepper).map_err(crypto_to_store)?
-            {
-                moves.push((k.value(), record, peppered));
-            }
+    for (id, record) in users_where(store, |_| Ok(true))? {
+        let Some(creds) = open_credentials(store, &record)? else {
+            continue;
+        };
+        if let Some(peppered) =
+            credentials::apply_pepper(&creds, pepper).map_err(crypto_to_store)?
+        {
+            moves.push((id, record, peppered));
         }
     }
     let mut sealed = Vec::with_capacity(moves.len());
@@ -286,11 +233,7 @@ pub fn prepare_pepper(
     {
         let mut users = txn.open_table(USERS)?;
         for (id, _, slot, token) in &sealed {
-            let current = users
-                .get(id)?
-                .map(|b| UserRecord::decode(b.value()))
-                .transpose()?;
-            if let Some(mut record) = current {
+            if let Some(mut record) = record_in(&users, id)? {
                 record.erasure_slot = *slot;
                 record.credentials_sealed = token.clone();
                 users.insert(id, record.encode()?.as_slice())?;
@@ -310,14 +253,5 @@ pub fn prepare_pepper(
 /// How many records' credentials do not open (erased keys, or a key file that is not the
 /// one of this database): told to the operator at start-up.
 pub fn count_unopenable(store: &Store) -> Result<usize, StoreError> {
-    let txn = store.read()?;
-    let users = txn.open_table(USERS)?;
-    let mut n = 0;
-    for row in users.iter()? {
-        let (_, v) = row?;
-        if open_credentials(store, &UserRecord::decode(v.value())?)?.is_none() {
-            n += 1;
-        }
-    }
-    Ok(n)
+    Ok(users_where(store, |r| Ok(open_credentials(store, r)?.is_none()))?.len())
 }

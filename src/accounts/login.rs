@@ -20,11 +20,14 @@
 use redb::ReadableTable;
 
 use super::credentials;
-use super::{Policy, Username, activity_day, crypto_to_store, day_of, find_user, inactive};
+use super::{
+    Policy, Username, activity_day, crypto_to_store, day_of, find_user, inactive,
+    update_if_unchanged,
+};
 use crate::clock::UnixTime;
 use crate::crypto::SecretKey;
 use crate::store::erasure::DUMMY_SLOT;
-use crate::store::tables::{META, USERS};
+use crate::store::tables::META;
 use crate::store::{Id, Record, Store, StoreError, UserRecord};
 
 /// META key of the row that failed logins for unknown names rewrite.
@@ -121,32 +124,16 @@ pub fn check_login(
         store.keys().rewrite(DUMMY_SLOT)?;
         return Ok(LoginOutcome::Failure);
     };
-    let unchanged = |c: &UserRecord| {
-        c.erasure_slot == seen.erasure_slot
-            && c.credentials_sealed == seen.credentials_sealed
-            && !c.erasing
-    };
     match verdict {
         Verdict::Success => {
             let data_key = check.data_key(creds, pepper).map_err(crypto_to_store)?;
             let txn = store.write()?;
-            let still = {
-                let mut users = txn.open_table(USERS)?;
-                let current = users
-                    .get(id)?
-                    .map(|b| UserRecord::decode(b.value()))
-                    .transpose()?;
-                match current {
-                    Some(mut c) if unchanged(&c) => {
-                        if c.last_login_day != day_of(now) {
-                            c.last_login_day = day_of(now);
-                            users.insert(id, c.encode()?.as_slice())?;
-                        }
-                        true
-                    }
-                    _ => false,
-                }
-            };
+            let today = day_of(now);
+            let still = update_if_unchanged(&txn, &id, &seen, |c| {
+                let new_day = c.last_login_day != today;
+                c.last_login_day = today;
+                new_day
+            })?;
             if !still {
                 return Ok(LoginOutcome::Failure);
             }
@@ -162,24 +149,13 @@ pub fn check_login(
             let (slot, key) = store.keys().allocate()?;
             let sealed = decoy.seal(&key)?;
             let txn = store.write()?;
-            let replaced = {
-                let mut users = txn.open_table(USERS)?;
-                let current = users
-                    .get(id)?
-                    .map(|b| UserRecord::decode(b.value()))
-                    .transpose()?;
-                match current {
-                    Some(mut c) if unchanged(&c) => {
-                        c.erasure_slot = slot;
-                        c.credentials_sealed = sealed;
-                        c.delivery_private_sealed = decoy_private;
-                        c.erasing = true;
-                        users.insert(id, c.encode()?.as_slice())?;
-                        true
-                    }
-                    _ => false,
-                }
-            };
+            let replaced = update_if_unchanged(&txn, &id, &seen, |c| {
+                c.erasure_slot = slot;
+                c.credentials_sealed = sealed;
+                c.delivery_private_sealed = decoy_private;
+                c.erasing = true;
+                true
+            })?;
             if !replaced {
                 drop(txn);
                 store.keys().erase(slot)?;
@@ -190,21 +166,12 @@ pub fn check_login(
             Ok(LoginOutcome::Destroyed(id))
         }
         Verdict::Failure => {
-            // The same writes as a destruction, changing nothing.
+            // The same writes as a destruction, changing nothing: the record is read and
+            // written back as it is.
             store.keys().rewrite(seen.erasure_slot)?;
             let _thrown_away = decoy.seal(&SecretKey::generate())?;
             let txn = store.write()?;
-            {
-                let mut users = txn.open_table(USERS)?;
-                let current = users
-                    .get(id)?
-                    .map(|b| UserRecord::decode(b.value()))
-                    .transpose()?;
-                if let Some(c) = current {
-                    let _ = unchanged(&c);
-                    users.insert(id, c.encode()?.as_slice())?;
-                }
-            }
+            update_if_unchanged(&txn, &id, &seen, |_| true)?;
             txn.commit()?;
             store.keys().rewrite(seen.erasure_slot)?;
             Ok(LoginOutcome::Failure)

@@ -154,12 +154,63 @@ pub fn find_user(
 
 /// Load a member by id.
 pub fn load_user(store: &Store, id: &Id) -> Result<Option<UserRecord>, StoreError> {
-    let txn = store.read()?;
-    let table = txn.open_table(USERS)?;
-    table
+    record_in(&store.read()?.open_table(USERS)?, id)
+}
+
+/// A member's record, read from a `USERS` table (of a read or write transaction).
+pub fn record_in(
+    users: &impl redb::ReadableTable<Id, &'static [u8]>,
+    id: &Id,
+) -> Result<Option<UserRecord>, StoreError> {
+    users
         .get(id)?
         .map(|b| UserRecord::decode(b.value()))
         .transpose()
+}
+
+/// In a write transaction: if `id`'s record still holds the credentials `seen` held (and
+/// is no decoy being erased), let `change` edit it and write it back when `change` says
+/// so. Returns whether the record was still the one seen (compare-and-swap: two changes
+/// of one account cannot interleave, and nothing logs into credentials that are gone).
+pub fn update_if_unchanged(
+    txn: &redb::WriteTransaction,
+    id: &Id,
+    seen: &UserRecord,
+    change: impl FnOnce(&mut UserRecord) -> bool,
+) -> Result<bool, StoreError> {
+    let mut users = txn.open_table(USERS)?;
+    let Some(mut current) = record_in(&users, id)? else {
+        return Ok(false);
+    };
+    if current.erasure_slot != seen.erasure_slot
+        || current.credentials_sealed != seen.credentials_sealed
+        || current.erasing
+    {
+        return Ok(false);
+    }
+    if change(&mut current) {
+        users.insert(id, current.encode()?.as_slice())?;
+    }
+    Ok(true)
+}
+
+/// Every member record (decoys included) for which `keep` says yes, from one snapshot.
+pub fn users_where(
+    store: &Store,
+    mut keep: impl FnMut(&UserRecord) -> Result<bool, StoreError>,
+) -> Result<Vec<(Id, UserRecord)>, StoreError> {
+    use redb::ReadableTable;
+    let txn = store.read()?;
+    let users = txn.open_table(USERS)?;
+    let mut out = Vec::new();
+    for row in users.iter()? {
+        let (k, v) = row?;
+        let record = UserRecord::decode(v.value())?;
+        if keep(&record)? {
+            out.push((k.value(), record));
+        }
+    }
+    Ok(out)
 }
 
 /// A member's credentials, opened with their erasure key; `None` when the key is gone

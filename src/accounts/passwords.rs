@@ -89,27 +89,15 @@ pub(super) fn reseal(
     let (slot, key) = store.keys().allocate()?;
     let sealed = creds.seal(&key)?;
     let txn = store.write()?;
-    let updated = {
-        let mut users = txn.open_table(USERS)?;
-        let current = users
-            .get(id)?
-            .map(|b| UserRecord::decode(b.value()))
-            .transpose()?;
-        match current {
-            Some(mut c)
-                if c.erasure_slot == seen.erasure_slot
-                    && c.credentials_sealed == seen.credentials_sealed =>
-            {
-                c.erasure_slot = slot;
-                c.credentials_sealed = sealed;
-                change(&mut c);
-                users.insert(id, c.encode()?.as_slice())?;
-                Some(c)
-            }
-            _ => None,
-        }
-    };
-    match updated {
+    let mut updated = None;
+    let swapped = super::update_if_unchanged(&txn, id, seen, |c| {
+        c.erasure_slot = slot;
+        c.credentials_sealed = sealed;
+        change(c);
+        updated = Some(c.clone());
+        true
+    })?;
+    match updated.filter(|_| swapped) {
         Some(record) => {
             txn.commit()?;
             store.keys().erase(seen.erasure_slot)?;

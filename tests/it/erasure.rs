@@ -12,7 +12,6 @@ use hyper::StatusCode;
 
 use crate::files::file_path;
 use crate::support::chat::{connect, say};
-use crate::support::process::Serve;
 use crate::support::server::{private_tempdir, random_key_material};
 use crate::support::{Client, DPW, PW, TestServer};
 use ghostcache::accounts::{self, Username};
@@ -117,38 +116,12 @@ async fn the_password_at_the_same_time_as_the_destruction_password_never_keeps_a
     eprintln!("the login committed first in {logged_in_first} of 200 tries");
 }
 
-/// `serve --no-tor` on a loopback port over `data`.
-fn serve(data: &Path, stderr: &Path) -> Serve {
-    let config = data.with_extension("toml");
-    if !config.exists() {
-        std::fs::write(
-            &config,
-            "[crypto]\nrsa_bits = 2048\n[rate_limits]\nregister_per_minute = 10000\n\
-             login_per_username_per_minute = 10000\n",
-        )
-        .unwrap();
-    }
-    Serve::start(
-        &[
-            "--no-tor",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        stderr,
-        None,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_right_after_the_destruction_answer_leaves_nothing_to_log_into() {
     let dir = private_tempdir();
     let data = dir.path().join("data");
     for round in 0..5 {
-        let server = serve(&data, &dir.path().join(format!("r{round}.stderr")));
+        let server = crate::ops::serve(&data, &dir.path().join(format!("r{round}.stderr")));
         let addr = server.http.unwrap();
         let (victim, witness) = (format!("victim{round}"), format!("witness{round}"));
         let (mut v, mut w) = (Client::new(addr), Client::new(addr));
@@ -161,7 +134,7 @@ async fn a_sigkill_right_after_the_destruction_answer_leaves_nothing_to_log_into
         server.kill();
         assert_eq!(r.status, StatusCode::FORBIDDEN);
 
-        let server = serve(&data, &dir.path().join(format!("r{round}b.stderr")));
+        let server = crate::ops::serve(&data, &dir.path().join(format!("r{round}b.stderr")));
         let addr = server.http.unwrap();
         let mut c = Client::new(addr);
         assert_eq!(c.login(&victim, PW).await.status, StatusCode::FORBIDDEN);

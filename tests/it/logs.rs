@@ -2,34 +2,12 @@
 //! can do: only what the server itself did (start, listen, stop), never a member's
 //! action with its time — a log line carries one, and logs outlive deleted accounts.
 
-use std::path::Path;
-
 use hyper::StatusCode;
 
 use crate::files::file_path;
 use crate::support::chat::{connect, say};
-use crate::support::process::Serve;
 use crate::support::server::private_tempdir;
 use crate::support::{Client, DPW, PW};
-
-/// `serve --no-tor` with the default log level.
-fn serve(data: &Path, stderr: &Path) -> Serve {
-    let config = data.with_extension("toml");
-    std::fs::write(&config, "[crypto]\nrsa_bits = 2048\n").unwrap();
-    Serve::start(
-        &[
-            "--no-tor",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        stderr,
-        None,
-    )
-}
 
 /// The lines the server may write at the default level, about itself.
 const ALLOWED: &[&str] = &[
@@ -44,7 +22,7 @@ async fn the_default_log_holds_no_member_action() {
     let dir = private_tempdir();
     let data = dir.path().join("data");
     let stderr = dir.path().join("serve.stderr");
-    let server = serve(&data, &stderr);
+    let server = crate::ops::serve(&data, &stderr);
     let addr = server.http.unwrap();
     let (mut a, mut b) = (Client::new(addr), Client::new(addr));
     // Registered, logged in, connected (requested, accepted), a message.
