@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_file_migrates_to_version_3() {
+    fn a_version_2_file_migrates_through_version_3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(super::super::DB_FILE);
         {
