@@ -160,7 +160,12 @@ async fn a_backup_taken_under_write_load_restores_every_committed_record() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Until the writer has a few registrations acknowledged (the first waits for the key
+    // pool's first RSA key, seconds on a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before: Vec<String> = acked.lock().unwrap().clone();
     assert!(
         !before.is_empty(),
