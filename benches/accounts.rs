@@ -11,6 +11,9 @@
 //!
 //!     cargo bench --bench accounts
 //!
+//! `GC_BENCH_PARTS=kdf,login,erasure,growth` runs only some parts; `GC_BENCH_ARGON2=
+//! "19456x2,32768x2"` chooses the costs of part 1 (KiB x passes).
+//!
 //! Under `cargo test` (no `--bench` argument) it runs a small round of each.
 #![allow(
     clippy::print_stdout,
