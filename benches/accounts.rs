@@ -29,6 +29,12 @@
     reason = "the shared helpers offer more than this benchmark uses"
 )]
 mod common;
+#[allow(
+    dead_code,
+    reason = "the shared helpers offer more than this benchmark uses"
+)]
+#[path = "common/setup.rs"]
+mod setup;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -37,45 +43,43 @@ use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use common::{FORM, PASSWORD, csrf_of, login, request, set_cookie, text};
+use common::{FORM, PASSWORD, login, login_attempt, request, text};
 use ghostcache::accounts::{self, Username};
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::crypto::{KdfParams, MasterKey};
+use setup::report;
 
 const DESTRUCTION: &str = "bench destruction 0002";
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    kdf_table(full);
+    // `GC_BENCH_PARTS=kdf,login,erasure,growth` runs only those parts.
+    let parts = std::env::var("GC_BENCH_PARTS").unwrap_or_default();
+    let part = |name: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == name);
+    if part("kdf") {
+        kdf_table(full);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(http_logins(if full { 60 } else { 2 }));
-    rt.block_on(erasure(
-        if full { 5 } else { 1 },
-        if full { 100 } else { 5 },
-    ));
-    file_growth(if full { 2000 } else { 20 });
-}
-
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
+    if part("login") {
+        rt.block_on(http_logins(if full { 60 } else { 2 }));
+    }
+    if part("erasure") {
+        rt.block_on(erasure(
+            if full { 5 } else { 1 },
+            if full { 100 } else { 5 },
+        ));
+    }
+    if part("growth") {
+        file_growth(if full { 2000 } else { 20 });
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn p50_p99(v: &mut [Duration]) -> String {
-    format!(
-        "p50 {:6.1} ms  p99 {:6.1} ms",
-        ms(percentile(v, 0.5)),
-        ms(percentile(v, 0.99))
-    )
 }
 
 fn private_dir() -> tempfile::TempDir {
@@ -148,12 +152,11 @@ fn kdf_table(full: bool) {
             iterations,
             parallelism: 1,
         };
-        let mut alone = derive_times(params, 1, rounds);
-        let mut four = derive_times(params, 4, rounds);
-        println!(
-            "  m={memory_kib:>6} KiB t={iterations}  alone: {}   4 at once: {}",
-            p50_p99(&mut alone),
-            p50_p99(&mut four)
+        let label = format!("  m={memory_kib:>6} KiB t={iterations}");
+        report(&format!("{label}, alone"), derive_times(params, 1, rounds));
+        report(
+            &format!("{label}, 4 at once"),
+            derive_times(params, 4, rounds),
         );
     }
 }
@@ -172,6 +175,12 @@ async fn server(dir: &std::path::Path) -> ghostcache::app::RunningApp {
     config.rate_limits.messages_per_minute = 1_000_000;
     config.rate_limits.connection_requests_per_minute = 1_000_000;
     config.rate_limits.uploads_per_member_per_minute = 1_000_000;
+    // `GC_BENCH_LOGIN_ARGON2=47104x2`: measure logins at another cost than the default.
+    if let Ok(cost) = std::env::var("GC_BENCH_LOGIN_ARGON2") {
+        let (m, t) = cost.split_once('x').expect("KiBxPASSES");
+        config.crypto.argon2_memory_kib = m.parse().unwrap();
+        config.crypto.argon2_iterations = t.parse().unwrap();
+    }
     ghostcache::app::start(config, ghostcache::app::StartOptions::default())
         .await
         .unwrap()
@@ -211,25 +220,8 @@ async fn register(app: &ghostcache::app::RunningApp, names: Vec<String>) {
 
 /// One login attempt through the form, timed from the POST to its answer.
 async fn timed_login(addr: SocketAddr, name: &str, password: &str) -> (StatusCode, Duration) {
-    let (_, headers, body) = request(addr, Method::GET, "/login", "", &[], None).await;
-    let pre = set_cookie(&headers, "gc_pre").unwrap();
-    let csrf = csrf_of(&text(body).await);
-    let form = format!(
-        "csrf={csrf}&username={name}&password={}",
-        password.replace(' ', "+")
-    );
-    let started = Instant::now();
-    let (status, _, body) = request(
-        addr,
-        Method::POST,
-        "/login",
-        &format!("gc_pre={pre}"),
-        &[],
-        Some((FORM, form)),
-    )
-    .await;
-    text(body).await;
-    (status, started.elapsed())
+    let (status, _, took) = login_attempt(addr, name, password).await;
+    (status, took)
 }
 
 async fn http_logins(n: usize) {
@@ -264,8 +256,8 @@ async fn http_logins(n: usize) {
             four.push(t);
         }
     }
-    println!("  right password, one at a time:  {}", p50_p99(&mut alone));
-    println!("  right password, four at a time: {}", p50_p99(&mut four));
+    report("  right password, one at a time", alone);
+    report("  right password, four at a time", four);
     let (mut wrong, mut destroy) = (Vec::new(), Vec::new());
     for (i, name) in doomed.iter().enumerate() {
         // In turns, each first half the time (what follows a destruction shares the
@@ -282,11 +274,8 @@ async fn http_logins(n: usize) {
             }
         }
     }
-    println!("  wrong password:                 {}", p50_p99(&mut wrong));
-    println!(
-        "  destruction password:           {}",
-        p50_p99(&mut destroy)
-    );
+    report("  wrong password", wrong);
+    report("  destruction password", destroy);
     app.shutdown().await;
 }
 
@@ -366,14 +355,8 @@ async fn erasure(rounds: usize, messages: usize) {
         "destroying a member with a connection, {} messages each way and a 5 MB file:",
         messages
     );
-    println!(
-        "  the answer (decoy in place, durable): {}",
-        p50_p99(&mut answers)
-    );
-    println!(
-        "  the erasure that follows (background): {}",
-        p50_p99(&mut erasures)
-    );
+    report("  the answer (decoy in place, durable)", answers);
+    report("  the erasure that follows (background)", erasures);
     app.shutdown().await;
 }
 

@@ -80,7 +80,12 @@ async fn create_group(c: &mut Client, name: &str) -> String {
         .submit("/chat/groups", "/chat/create", &[("name", name)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "create: {}", r.text());
-    r.header("location").unwrap().split('?').next().unwrap().to_owned()
+    r.header("location")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// Everything `viewer` can learn about `name` through the pages, in order; `group` is a

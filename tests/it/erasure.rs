@@ -309,7 +309,13 @@ async fn a_carve_of_the_files_and_of_a_later_backup_opens_nothing_of_a_departed_
     let r = m
         .submit("/chat/groups", "/chat/create", &[("name", "Marker group")])
         .await;
-    let group = r.header("location").unwrap().split('?').next().unwrap().to_owned();
+    let group = r
+        .header("location")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     let gid = group.strip_prefix("/chat/group/").unwrap().to_owned();
     m.submit(
         &group,

@@ -41,7 +41,13 @@ async fn the_default_log_holds_no_member_action() {
     let r = a
         .submit("/chat/groups", "/chat/create", &[("name", "Log group")])
         .await;
-    let group = r.header("location").unwrap().split('?').next().unwrap().to_owned();
+    let group = r
+        .header("location")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     let id = group.strip_prefix("/chat/group/").unwrap().to_owned();
     a.submit(
         &group,
