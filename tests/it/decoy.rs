@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 
 use crate::files::{file_path, key_of};
-use crate::support::chat::{connect, say};
+use crate::support::chat::{connect, create_group, group_with, say};
 use crate::support::{Client, DPW, PW, Resp, TestServer};
 use ghostcache::config::Config;
 
@@ -72,20 +72,6 @@ fn item_naming(page: &Resp, scope: &str, name: &str) -> String {
         .find(|li| li.text().any(|t| t.contains(name)))
         .unwrap_or_else(|| panic!("no item naming {name} in {scope}: {}", page.text()));
     li.html()
-}
-
-/// Create a group through the list page's form; its page.
-async fn create_group(c: &mut Client, name: &str) -> String {
-    let r = c
-        .submit("/chat/groups", "/chat/create", &[("name", name)])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "create: {}", r.text());
-    r.header("location")
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// Everything `viewer` can learn about `name` through the pages, in order; `group` is a
@@ -187,20 +173,7 @@ async fn a_decoy_answers_every_route_exactly_as_a_live_offline_stranger_does() {
     friend.member("friend").await;
     let conversation = connect(&mut gone, &mut friend, "friend").await;
     say(&mut gone, &conversation, "a marker message").await;
-    let group = create_group(&mut gone, "Gone's group").await;
-    let gid = group.strip_prefix("/chat/group/").unwrap().to_owned();
-    let r = gone
-        .submit(
-            &group,
-            "/chat/invite",
-            &[("group", &gid), ("username", "friend")],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    let r = friend
-        .submit("/chat/groups", "/chat/accept", &[("group", &gid)])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let group = group_with(&mut gone, "Gone's group", &mut friend, "friend").await;
     let upload = gone.upload("gone.bin", b"gone's file", "30").await;
     let gone_file = file_path(&upload);
     let r = gone

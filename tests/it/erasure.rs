@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 
 use crate::files::file_path;
-use crate::support::chat::{connect, say};
+use crate::support::chat::{connect, group_with, say};
 use crate::support::server::{private_tempdir, random_key_material};
 use crate::support::{Client, DPW, PW, TestServer};
 use ghostcache::accounts::{self, Username};
@@ -306,25 +306,7 @@ async fn a_carve_of_the_files_and_of_a_later_backup_opens_nothing_of_a_departed_
     w.member("witness").await;
     let conversation = connect(&mut m, &mut w, "witness").await;
     say(&mut m, &conversation, "a marker message").await;
-    let r = m
-        .submit("/chat/groups", "/chat/create", &[("name", "Marker group")])
-        .await;
-    let group = r
-        .header("location")
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let gid = group.strip_prefix("/chat/group/").unwrap().to_owned();
-    m.submit(
-        &group,
-        "/chat/invite",
-        &[("group", &gid), ("username", "witness")],
-    )
-    .await;
-    w.submit("/chat/groups", "/chat/accept", &[("group", &gid)])
-        .await;
+    let group = group_with(&mut m, "Marker group", &mut w, "witness").await;
     m.submit(
         &group,
         &group,

@@ -5,7 +5,7 @@
 use hyper::StatusCode;
 
 use crate::files::file_path;
-use crate::support::chat::{connect, say};
+use crate::support::chat::{connect, group_with, say};
 use crate::support::server::private_tempdir;
 use crate::support::{Client, DPW, PW};
 
@@ -38,27 +38,8 @@ async fn the_default_log_holds_no_member_action() {
         .await;
     a.submit(&file, &format!("{file}/delete"), &[]).await;
     // A group created, joined, left.
-    let r = a
-        .submit("/chat/groups", "/chat/create", &[("name", "Log group")])
-        .await;
-    let group = r
-        .header("location")
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let group = group_with(&mut a, "Log group", &mut b, "logbob").await;
     let id = group.strip_prefix("/chat/group/").unwrap().to_owned();
-    a.submit(
-        &group,
-        "/chat/invite",
-        &[("group", &id), ("username", "logbob")],
-    )
-    .await;
-    let r = b
-        .submit("/chat/groups", "/chat/accept", &[("group", &id)])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
     b.submit(&group, "/chat/leave", &[("group", &id)]).await;
     // A wrong password, a destruction, an account deleted by its owner.
     let mut c = Client::new(addr);
