@@ -6,7 +6,6 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{FileGrantRecord, FileRecord, LiveUploads};
 use crate::clock::UnixTime;
-use crate::crypto::SecretKey;
 use crate::store::cascade::Removal;
 use crate::store::tables::{
     FILE_CHUNKS, FILE_GRANTS, FILES, GRANTEE_TO_FILES, OWNER_TO_FILES, USERS,
