@@ -312,9 +312,9 @@ mod tests {
         assert!(txn.open_table(tables::MESSAGE_DEADLINES).is_ok());
     }
 
-    /// A schema-2 file as the code before erasure keys wrote it: a member in `users_v1`
-    /// with salt, verifiers and wrapped data key in clear.
-    fn legacy_file(path: &Path) -> LegacyUserRecord {
+    /// A file of schema `version` (2 to 4) as the code before erasure keys wrote it: a
+    /// member in `users_v1` with salt, verifiers and wrapped data key in clear.
+    fn legacy_file(path: &Path, version: u32) -> LegacyUserRecord {
         let data_key = crate::crypto::SecretKey::generate();
         let kdf = KdfParams {
             memory_kib: 64,
@@ -359,15 +359,25 @@ mod tests {
             .insert(username.skeleton(), id)
             .unwrap();
         txn.commit().unwrap();
-        write_version(&s, 2).unwrap();
+        write_version(&s, version).unwrap();
         legacy
     }
 
     #[test]
     fn members_of_a_version_2_file_move_under_erasure_keys_and_leave_nothing_behind() {
+        members_move_under_erasure_keys(2);
+    }
+
+    /// Version 4 is what `main` wrote just before erasure keys (message records v3).
+    #[test]
+    fn members_of_a_version_4_file_move_under_erasure_keys_and_leave_nothing_behind() {
+        members_move_under_erasure_keys(4);
+    }
+
+    fn members_move_under_erasure_keys(version: u32) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(super::super::DB_FILE);
-        let legacy = legacy_file(&path);
+        let legacy = legacy_file(&path, version);
         let before = std::fs::read(&path).unwrap();
         let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         assert!(
