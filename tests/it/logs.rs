@@ -30,6 +30,13 @@ async fn the_default_log_holds_no_member_action() {
     b.member("logbob").await;
     let conversation = connect(&mut a, &mut b, "logbob").await;
     say(&mut a, &conversation, "hello").await;
+    // A message deleted for everyone by its sender.
+    say(&mut a, &conversation, "hello again").await;
+    let path = format!("/chat/{conversation}");
+    let page = a.get(&path).await;
+    let (action, seq, message) = crate::deleting::delete_form(&page, "hello again");
+    let r = crate::deleting::post_delete(&mut a, &path, &action, &seq, &message).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     // A file uploaded, shared and deleted.
     let upload = a.upload("notes.txt", b"some notes", "7").await;
     assert_eq!(upload.status, StatusCode::OK);
