@@ -204,11 +204,7 @@ pub fn build_state(
         source,
     })?;
     let kdf = if options.danger_fast_kdf {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams::DANGER_FAST
     } else {
         KdfParams {
             memory_kib: config.crypto.argon2_memory_kib,

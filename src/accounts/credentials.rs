@@ -246,11 +246,7 @@ mod tests {
     use super::*;
     use crate::crypto::master::MasterSecret;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams::DANGER_FAST;
 
     fn pepper() -> Pepper {
         MasterSecret::from_bytes(&[9u8; 32]).pepper()

@@ -10,11 +10,7 @@ use crate::crypto::KdfParams;
 use crate::crypto::rsa_keys::RsaPrivate;
 use keys::open_member_secrets;
 
-const FAST: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+const FAST: KdfParams = KdfParams::DANGER_FAST;
 
 struct Member {
     id: Id,

@@ -316,11 +316,7 @@ mod tests {
     /// member in `users_v1` with salt, verifiers and wrapped data key in clear.
     fn legacy_file(path: &Path, version: u32) -> LegacyUserRecord {
         let data_key = crate::crypto::SecretKey::generate();
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
+        let kdf = KdfParams::DANGER_FAST;
         let creds = crate::accounts::credentials::create(
             b"legacy password",
             b"legacy destruction",
