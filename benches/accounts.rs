@@ -406,12 +406,13 @@ fn file_growth(members: usize) {
     let keys = ghostcache::store::erasure::keys_path(&path);
     let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
     let (rows0, keys0) = (stored_bytes(&store), size(&keys));
-    let fast = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let policy = accounts::Policy::new(fast, None, 30, ghostcache::app::member_cascade()).unwrap();
+    let policy = accounts::Policy::new(
+        KdfParams::DANGER_FAST,
+        None,
+        30,
+        ghostcache::app::member_cascade(),
+    )
+    .unwrap();
     let der = RsaPrivate::generate(2048)
         .unwrap()
         .to_der()

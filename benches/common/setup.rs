@@ -16,11 +16,7 @@ use super::common::PASSWORD;
 const DESTRUCTION: &str = "bench destroy 000001";
 
 /// The test KDF cost: setting up hundreds of members must not take minutes.
-const KDF: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+const KDF: KdfParams = KdfParams::DANGER_FAST;
 
 /// The account rules the benchmarks set members up with: the test KDF, no pepper (the
 /// bench servers have no master key), the default inactivity limit.
