@@ -227,7 +227,11 @@ async fn login_cost(n: usize) {
             assert_eq!(status, want, "{} {user}: {}", which.0, _body);
         }
     }
-    println!("login with argon2id m=19456 KiB t=2 p=1, {n} of each, over HTTP on loopback:");
+    let cost = ghostcache::config::CryptoConfig::default();
+    println!(
+        "login with argon2id m={} KiB t={} p={}, {n} of each, over HTTP on loopback:",
+        cost.argon2_memory_kib, cost.argon2_iterations, cost.argon2_parallelism
+    );
     for (label, mut v) in [ok, wrong, unknown, destroy] {
         println!(
             "  {label:<22} p50 {:6.1} ms   p90 {:6.1} ms",

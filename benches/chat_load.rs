@@ -188,7 +188,7 @@ async fn run(s: Settings) {
 
     // Accounts, through the library.
     let names: Vec<String> = (0..s.members).map(|i| format!("m{i:05}")).collect();
-    let kdf = state.kdf;
+    let policy = std::sync::Arc::clone(&state.accounts);
     let ids: Vec<Id> = {
         let names = names.clone();
         state
@@ -199,10 +199,10 @@ async fn run(s: Settings) {
                     let delivery = RsaPrivate::from_der(&delivery_template).unwrap();
                     let id = accounts::create_account(
                         store,
+                        &policy,
                         &Username::parse(name).unwrap(),
                         PASSWORD.as_bytes(),
                         DESTRUCTION.as_bytes(),
-                        kdf,
                         delivery,
                         now,
                     )?

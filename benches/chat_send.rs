@@ -37,6 +37,12 @@
     reason = "the stream reader is for the benchmarks that open streams"
 )]
 mod common;
+#[allow(
+    dead_code,
+    reason = "the shared helpers offer more than this benchmark uses"
+)]
+#[path = "common/setup.rs"]
+mod setup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use ghostcache::accounts::{self, LoginOutcome, Username};
+use ghostcache::accounts::{self, Username};
 use ghostcache::app::{self, StartOptions};
 use ghostcache::clock::Clock;
 use ghostcache::config::Config;
@@ -162,30 +168,10 @@ async fn members(store: &Store, prefix: &str, n: usize, bits: usize, dsa: bool) 
     .unwrap();
     store
         .run(move |store| {
-            let kdf = ghostcache::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            };
-            let dummy = accounts::DummyCredentials::new(kdf);
             let mut out = Vec::with_capacity(n);
             for i in 0..n {
-                let name = Username::parse(&format!("{prefix}{i:03}")).unwrap();
-                accounts::create_account(
-                    store,
-                    &name,
-                    PASSWORD.as_bytes(),
-                    DESTRUCTION.as_bytes(),
-                    kdf,
-                    RsaPrivate::from_der(&delivery).unwrap(),
-                    0,
-                )?
-                .unwrap();
-                let LoginOutcome::Success { user_id, .. } =
-                    accounts::check_login(store, &name, PASSWORD.as_bytes(), &dummy)?
-                else {
-                    panic!("bench login");
-                };
+                let (user_id, _) =
+                    setup::create_member(store, &format!("{prefix}{i:03}"), &delivery)?;
                 if dsa {
                     ghostcache::chat::signing::set_scheme(
                         store,
@@ -234,7 +220,9 @@ async fn accept_over_http(addr: SocketAddr, cookie: &str, connection: &Id) -> Du
 async fn login_cost(s: &Settings) {
     let (app, _dir) = server(s, 1, true).await;
     let addr = app.listen_addr.unwrap();
-    let kdf = app.state.kdf;
+    let policy = app.state.accounts.clone();
+    let kdf = policy.kdf;
+    let now = app.state.clock.now();
     let bits = s.rsa_bits;
     app.state
         .store
@@ -242,12 +230,12 @@ async fn login_cost(s: &Settings) {
             let delivery = RsaPrivate::generate(bits).unwrap();
             accounts::create_account(
                 store,
+                &policy,
                 &Username::parse("login000").unwrap(),
                 PASSWORD.as_bytes(),
                 DESTRUCTION.as_bytes(),
-                kdf,
                 delivery,
-                0,
+                now,
             )?
             .unwrap();
             Ok(())

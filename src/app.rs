@@ -1,7 +1,6 @@
 //! Application state and the lifecycle of the server: open the store, start the front
 //! doors and background tasks, and stop them cleanly (zeroizing every session key).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,13 +10,15 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::accounts::DummyCredentials;
+use crate::accounts::gate::LoginGate;
 use crate::chat::hub::Hub;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::KdfParams;
+use crate::crypto::master::MasterSecret;
 use crate::crypto::rsa_keys::KeyPool;
 use crate::limits::Limits;
+use crate::store::cascade::Cascade;
 use crate::store::{DB_FILE, Id, Store, StoreError};
 use crate::web::error::AppError;
 use crate::web::session::Sessions;
@@ -34,17 +35,14 @@ pub struct AppState {
     pub commits: crate::chat::commit::Committer,
     /// Live chat streams and online status.
     pub hub: Arc<Hub>,
-    /// argon2id parameters for new passwords.
-    pub kdf: KdfParams,
-    /// Stand-in credentials so that a login for an unknown name costs the same.
-    pub dummy: DummyCredentials,
+    /// Password cost, pepper, inactivity limit and deletion cascade of accounts.
+    pub accounts: Arc<crate::accounts::Policy>,
+    /// The per-name login gate.
+    pub gate: LoginGate,
     /// Bounds the argon2id computations running at once (each holds its memory cost).
     hash_permits: Semaphore,
     /// File uploads streaming right now (the sweeper leaves their rows alone).
     pub uploads: crate::files::LiveUploads,
-    /// Members whose destruction password was just used: refused at once, deleted in the
-    /// background so that the response looks and takes exactly like a failed login.
-    pending_destruction: Mutex<HashSet<Id>>,
     /// Progress of the onion service (empty with --no-tor).
     pub onion_status: Arc<Mutex<crate::onion::OnionStatus>>,
     /// When this process started serving (monotonic), for `status`.
@@ -78,6 +76,22 @@ pub enum StartupError {
     Config(String),
     #[error("onion service: {0}")]
     Onion(#[from] crate::onion::OnionError),
+    #[error("{0}")]
+    MasterKey(#[from] crate::crypto::master::MasterKeyError),
+    #[error("{0}")]
+    Pepper(#[from] crate::accounts::departure::PepperError),
+}
+
+/// Every feature's eraser, in the order a member's deletion runs them. A feature that
+/// keeps rows about members registers its eraser here (see `store::cascade`).
+pub fn member_cascade() -> Cascade {
+    Cascade::new()
+        .with("files", crate::files::erase_member_in)
+        .with("connections", crate::connections::erase_member_in)
+        .with("groups", crate::groups::erase_member_in)
+        .with("signature settings", crate::chat::signing::erase_member_in)
+        .with("invitation codes", crate::invites::erase_member_in)
+        .with("end-to-end", crate::e2e::store::erase_member_in)
 }
 
 /// Knobs that only tests turn. Nothing in the configuration file or CLI reaches them.
@@ -115,30 +129,32 @@ impl AppState {
         Ok(result?)
     }
 
-    /// Whether the member is being destroyed right now.
-    pub fn is_pending_destruction(&self, id: &Id) -> bool {
-        self.pending_destruction.lock().contains(id)
-    }
-
-    /// Destroy a member in the background (destruction password). The member is refused
-    /// from this moment; the rows go as soon as the blocking pool gets to it.
-    pub fn destroy_in_background(self: &Arc<Self>, id: Id) {
-        self.pending_destruction.lock().insert(id);
+    /// After a destruction (the decoy is in place): end the member's sessions at once, and
+    /// erase their data in the background.
+    pub fn destroyed(self: &Arc<Self>, id: Id) {
         self.sessions.remove_user(&id);
         let state = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = state.delete_member(id).await {
-                tracing::error!(error = %e, "destroying an account failed; it stays refused until restart");
-                return;
+            let policy = Arc::clone(&state.accounts);
+            let done = state
+                .store
+                .run(move |store| crate::accounts::finish_departure(store, &policy, &id))
+                .await;
+            if let Err(e) = done {
+                tracing::error!(error = %e, "erasing a departed account failed; it is retried at the next start");
             }
-            state.pending_destruction.lock().remove(&id);
+            state.forget_member(&id);
         });
     }
 
-    /// Delete a member and everything of theirs, now.
+    /// Delete a member now, as their own deletion does: a decoy keeps the name, and
+    /// everything of theirs is erased (see `accounts::departure`). The one entry point for
+    /// every deletion a person asks for (the member, the operator).
     pub async fn delete_member(&self, id: Id) -> Result<(), StoreError> {
+        self.sessions.remove_user(&id);
+        let policy = Arc::clone(&self.accounts);
         self.store
-            .run(move |store| crate::accounts::delete_member(store, &id).map(|_| ()))
+            .run(move |store| crate::accounts::depart(store, &policy, &id).map(|_| ()))
             .await?;
         self.forget_member(&id);
         Ok(())
@@ -170,8 +186,13 @@ impl std::fmt::Debug for RunningApp {
     }
 }
 
-/// Open the database and build the state (no listeners yet).
-pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppState>, StartupError> {
+/// Open the database and build the state (no listeners yet): check the master key against
+/// the accounts (and pepper them if it is new), and finish departures a crash interrupted.
+pub fn build_state(
+    config: Config,
+    options: &StartOptions,
+    master: Option<&MasterSecret>,
+) -> Result<Arc<AppState>, StartupError> {
     let dir = config.resolved_data_dir();
     crate::hardening::create_private_dir(&dir).map_err(|source| StartupError::DataDir {
         path: dir.clone(),
@@ -179,13 +200,12 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
     })?;
     crate::hardening::check_private_dir(&dir).map_err(|e| StartupError::Config(e.to_string()))?;
     let path = dir.join(DB_FILE);
-    let store = Store::open(&path).map_err(|source| StartupError::Store { path, source })?;
+    let store = Store::open(&path).map_err(|source| StartupError::Store {
+        path: path.clone(),
+        source,
+    })?;
     let kdf = if options.danger_fast_kdf {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams::DANGER_FAST
     } else {
         KdfParams {
             memory_kib: config.crypto.argon2_memory_kib,
@@ -193,22 +213,63 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
             parallelism: config.crypto.argon2_parallelism,
         }
     };
+    let store_error = |source| StartupError::Store {
+        path: path.clone(),
+        source,
+    };
+    let pepper = master.map(MasterSecret::pepper);
+    let peppered = crate::accounts::departure::prepare_pepper(&store, pepper.as_ref())
+        .map_err(store_error)??;
+    if peppered > 0 {
+        tracing::info!(
+            accounts = peppered,
+            "accounts moved under the master key's pepper"
+        );
+    }
+    if pepper.is_none() {
+        tracing::warn!(
+            "no master key configured (master_key_credential or master_key_file): a copy of \
+             the database alone can test guessed passwords, and the onion identity key is \
+             stored unsealed"
+        );
+    }
+    let accounts = crate::accounts::Policy::new(
+        kdf,
+        pepper,
+        config.accounts.inactivity_days,
+        member_cascade(),
+    )
+    .map_err(store_error)?;
+    let finished = crate::accounts::finish_departures(&store, &accounts).map_err(store_error)?;
+    if !finished.is_empty() {
+        tracing::info!(
+            count = finished.len(),
+            "finished erasing departed accounts after an interruption"
+        );
+    }
+    let unopenable = crate::accounts::departure::count_unopenable(&store).map_err(store_error)?;
+    if unopenable > 0 {
+        tracing::warn!(
+            count = unopenable,
+            "accounts whose erasure key is missing cannot log in (was the key file restored \
+             from the same backup as the database?)"
+        );
+    }
     Ok(Arc::new(AppState {
         sessions: Sessions::new(
             config.accounts.session_idle_timeout_secs,
             config.accounts.session_lifetime_secs,
         ),
         limits: Limits::new(&config.rate_limits, config.chat.max_group_members),
+        gate: LoginGate::new(config.rate_limits.login_per_username_per_minute),
         keypool: KeyPool::new(config.crypto.rsa_bits, config.crypto.rsa_pool_size),
         hub: Hub::new(options.clock.clone(), &config.chat),
         hash_permits: Semaphore::new(config.crypto.max_concurrent_hashes),
-        dummy: DummyCredentials::new(kdf),
-        kdf,
+        accounts: Arc::new(accounts),
         clock: options.clock.clone(),
         commits: crate::chat::commit::Committer::new(store.clone()),
         store,
         config,
-        pending_destruction: Mutex::new(HashSet::new()),
         onion_status: Arc::new(Mutex::new(crate::onion::OnionStatus::default())),
         started: std::time::Instant::now(),
         uploads: crate::files::LiveUploads::default(),
@@ -218,7 +279,10 @@ pub fn build_state(config: Config, options: &StartOptions) -> Result<Arc<AppStat
 
 /// Start the server: state, listener, sweeper.
 pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, StartupError> {
-    let state = build_state(config, &options)?;
+    let master = MasterSecret::load(&config)?;
+    let state = build_state(config, &options, master.as_ref())?;
+    let onion_key = master.as_ref().map(MasterSecret::onion_key);
+    drop(master);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     state.keypool.refill();
@@ -248,7 +312,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, 
         tracing::warn!("running without Tor (--no-tor): this server is not anonymous");
         None
     } else {
-        Some(start_onion(&state, shutdown_rx.clone()).await?)
+        Some(start_onion(&state, onion_key, shutdown_rx.clone()).await?)
     };
     // Operator commands (`member remove`, `client-auth`, `invite`) reach the server here.
     let control = crate::control::bind(&state.config.resolved_data_dir())
@@ -271,19 +335,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningApp, 
 /// Load (or create) the identity key and launch the onion service.
 async fn start_onion(
     state: &Arc<AppState>,
+    master: Option<crate::crypto::SecretKey>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<crate::onion::Onion, StartupError> {
     use crate::onion::{OnionError, key};
     // arti's TLS (rustls) needs a process-wide crypto provider; a second install in the
     // same process (tests) is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let master = key::load_master_key(&state.config.tor).map_err(OnionError::from)?;
-    if master.is_none() {
-        tracing::warn!(
-            "no master key configured (tor.master_key_credential or tor.master_key_file): \
-             the onion identity key is stored unsealed in the database"
-        );
-    }
     let identity = state
         .store
         .run(move |store| Ok(key::load_or_create(store, master.as_ref())))

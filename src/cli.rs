@@ -26,10 +26,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load and validate the configuration, print it resolved, and exit (0 when valid).
     CheckConfig(ConfigArgs),
-    /// Write a consistent copy of the database to PATH while the server keeps running.
+    /// Write a consistent copy of the database to PATH, and of its erasure key file to
+    /// PATH.keys, while the server keeps running.
     ///
-    /// To restore: stop the service, copy the backup over ghostcache.redb in the data
-    /// directory (keeping it private: chmod 600), start the service.
+    /// To restore: stop the service, copy PATH over ghostcache.redb and PATH.keys over
+    /// ghostcache.redb.keys in the data directory (keeping both private: chmod 600), start
+    /// the service. The two files belong together: the database without its key file
+    /// lets nobody log in.
     Backup(BackupArgs),
     /// Compact the database while the server is stopped: rewrite it so that what was
     /// deleted (expired and self-destructed messages, deleted accounts, files) leaves no
@@ -93,7 +96,8 @@ pub struct DecryptArgs {
 pub struct BackupArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Where to write the backup (a new file; never overwritten).
+    /// Where to write the backup (a new file, with PATH.keys beside it; never
+    /// overwritten).
     #[arg(
         value_name = "PATH",
         required_unless_present = "into",
@@ -303,8 +307,9 @@ fn backup(args: BackupArgs) -> ExitCode {
     match crate::store::backup::backup(&source, &path) {
         Ok(report) => {
             eprintln!(
-                "ghostcache: backup written to {} ({} tables, {} rows, {} bytes, {:.2} s)",
+                "ghostcache: backup written to {} and {} ({} tables, {} rows, {} bytes, {:.2} s)",
                 path.display(),
+                crate::store::erasure::keys_path(&path).display(),
                 report.tables,
                 report.rows,
                 report.bytes,
@@ -324,7 +329,7 @@ fn onion_address(args: ConfigArgs) -> ExitCode {
     };
     let path = config.resolved_data_dir().join(crate::store::DB_FILE);
     let result = (|| -> Result<String, String> {
-        let master = crate::onion::key::load_master_key(&config.tor).map_err(|e| e.to_string())?;
+        let master = crate::onion::key::load_master_key(&config).map_err(|e| e.to_string())?;
         let db = crate::store::open_read_only(&path).map_err(|e| e.to_string())?;
         let key = crate::onion::key::read(&db, master.as_ref()).map_err(|e| e.to_string())?;
         key.address().map_err(|e| e.to_string())

@@ -28,6 +28,14 @@ pub struct Config {
     /// Directory holding `ghostcache.redb`. Defaults to `$STATE_DIRECTORY` under systemd,
     /// otherwise `./ghostcache-data`.
     pub data_dir: Option<PathBuf>,
+    /// Name of a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`) holding the master
+    /// key: at least 32 random bytes from which the key sealing the onion identity and the
+    /// password pepper are derived. Without a master key, a copy of the database alone can
+    /// test guessed passwords (a warning is logged at start-up).
+    pub master_key_credential: Option<String>,
+    /// Path of a file holding the master key (mode 0600 or stricter). At most one of
+    /// `master_key_credential` and `master_key_file` may be set.
+    pub master_key_file: Option<PathBuf>,
     pub server: ServerConfig,
     pub accounts: AccountsConfig,
     pub crypto: CryptoConfig,
@@ -98,7 +106,8 @@ pub struct AccountsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CryptoConfig {
-    /// argon2id memory cost in KiB (at least 19456, OWASP's minimum).
+    /// argon2id memory cost in KiB of new passwords (at least 19456, OWASP's minimum;
+    /// 32768 by default). Each account keeps the cost it was registered with.
     pub argon2_memory_kib: u32,
     /// argon2id iterations (at least 2).
     pub argon2_iterations: u32,
@@ -118,7 +127,10 @@ pub struct CryptoConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Login attempts per username per minute.
+    /// Password checks per username per minute. Further login attempts for that name are
+    /// not refused but wait their turn, one at a time (see the README, "Logging in while
+    /// someone guesses"). Also the limit per member for checks of the current password in
+    /// the settings.
     pub login_per_username_per_minute: u32,
     /// Registrations per minute, for the whole server.
     pub register_per_minute: u32,
@@ -165,12 +177,9 @@ impl Default for FilesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TorConfig {
-    /// Name of a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`) holding the master
-    /// key that seals the onion identity key in the database.
+    /// The former name of the top-level `master_key_credential`; still accepted.
     pub master_key_credential: Option<String>,
-    /// Path of a file holding the master key (mode 0600 or stricter). At most one of
-    /// `master_key_credential` and `master_key_file` may be set. With neither, the onion
-    /// identity key is stored unsealed (a warning is logged).
+    /// The former name of the top-level `master_key_file`; still accepted.
     pub master_key_file: Option<PathBuf>,
     /// Introduction points of the onion service (1–20).
     pub num_intro_points: u8,
@@ -322,7 +331,9 @@ impl Default for AccountsConfig {
 impl Default for CryptoConfig {
     fn default() -> Self {
         Self {
-            argon2_memory_kib: 19 * 1024,
+            // The most this 2-core machine bore with a whole login, four at once, staying
+            // within 250 ms (README, "Keys and what is stored").
+            argon2_memory_kib: 32 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
@@ -545,13 +556,25 @@ impl Config {
             return bad("rate limits must be at least 1 per minute");
         }
         let t = &self.tor;
-        if t.master_key_credential.is_some() && t.master_key_file.is_some() {
-            return bad("set at most one of tor.master_key_credential and tor.master_key_file");
+        let master_keys = [
+            self.master_key_credential.is_some(),
+            self.master_key_file.is_some(),
+            t.master_key_credential.is_some(),
+            t.master_key_file.is_some(),
+        ];
+        if master_keys.iter().filter(|set| **set).count() > 1 {
+            return bad(
+                "set at most one of master_key_credential and master_key_file (or of their \
+                 former names tor.master_key_credential and tor.master_key_file)",
+            );
         }
-        if let Some(name) = &t.master_key_credential
+        if let Some(name) = self
+            .master_key_credential
+            .as_ref()
+            .or(t.master_key_credential.as_ref())
             && (name.is_empty() || name.contains('/') || name.starts_with('.'))
         {
-            return bad("tor.master_key_credential is a credential name, not a path");
+            return bad("master_key_credential is a credential name, not a path");
         }
         if !(1..=20).contains(&t.num_intro_points) {
             return bad("tor.num_intro_points must be between 1 and 20");

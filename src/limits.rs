@@ -11,9 +11,10 @@ use crate::store::Id;
 
 /// Every rate limiter of the server.
 pub struct Limits {
-    /// Login attempts, keyed by SHA-256 of the normalised username (so the map holds no
-    /// names).
-    login: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// Checks of the current password by a logged-in member (settings: password changes,
+    /// account deletion), keyed by member id. Logins themselves go through the login gate
+    /// (`accounts::gate`), which never turns the right password away for good.
+    password_checks: DefaultKeyedRateLimiter<Id>,
     /// Registrations, server-wide.
     register: DefaultDirectRateLimiter,
     /// File uploads, keyed by member id.
@@ -31,7 +32,7 @@ pub struct Limits {
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
-            .field("login_keys", &self.login.len())
+            .field("password_check_keys", &self.password_checks.len())
             .finish()
     }
 }
@@ -51,7 +52,7 @@ impl Limits {
         let invites = per_minute(cfg.group_invites_per_minute)
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Self {
-            login: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
+            password_checks: RateLimiter::keyed(per_minute(cfg.login_per_username_per_minute)),
             register: RateLimiter::direct(per_minute(cfg.register_per_minute)),
             upload: RateLimiter::keyed(per_minute(cfg.uploads_per_member_per_minute)),
             connect: RateLimiter::keyed(per_minute(cfg.connection_requests_per_minute)),
@@ -61,11 +62,9 @@ impl Limits {
         }
     }
 
-    /// Whether one more login attempt for this (normalised) username is allowed now.
-    pub fn login_allowed(&self, normalised_username: &str) -> bool {
-        self.login
-            .check_key(&crate::crypto::sha256(normalised_username.as_bytes()))
-            .is_ok()
+    /// Whether this member may have their current password checked once more now.
+    pub fn password_check_allowed(&self, member: &Id) -> bool {
+        self.password_checks.check_key(member).is_ok()
     }
 
     /// Whether one more registration is allowed now.
@@ -100,9 +99,8 @@ impl Limits {
 
     /// Forget keys whose quota has fully recovered.
     pub fn prune(&self) {
-        self.login.retain_recent();
-        self.login.shrink_to_fit();
         for keyed in [
+            &self.password_checks,
             &self.upload,
             &self.connect,
             &self.search,
@@ -112,10 +110,5 @@ impl Limits {
             keyed.retain_recent();
             keyed.shrink_to_fit();
         }
-    }
-
-    /// Number of keys held (for tests and status).
-    pub fn login_keys(&self) -> usize {
-        self.login.len()
     }
 }

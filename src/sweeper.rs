@@ -33,16 +33,19 @@ pub struct SweepReport {
 /// Run one sweep now.
 pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::StoreError> {
     let now = state.clock.now();
-    let days = state.config.accounts.inactivity_days;
+    note_kept_out(state).await?;
+    let policy = Arc::clone(&state.accounts);
     let deleted = state
         .store
-        .run(move |store| crate::accounts::sweep_inactive(store, now, days))
+        .run(move |store| crate::accounts::sweep_inactive(store, &policy, now))
         .await?;
     for id in &deleted {
         state.forget_member(id);
     }
+    // Counts only, and at debug level: a log line's time would tell when an account was
+    // last used (or a file uploaded) long after the account or file is gone.
     if !deleted.is_empty() {
-        tracing::info!(count = deleted.len(), "deleted inactive accounts");
+        tracing::debug!(count = deleted.len(), "deleted inactive accounts");
     }
     let invites = state
         .store
@@ -57,7 +60,7 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<SweepReport, crate::store::S
         .run(move |store| crate::files::sweep(store, now, &sweep_state.uploads))
         .await?;
     if files.expired > 0 || files.abandoned > 0 {
-        tracing::info!(
+        tracing::debug!(
             expired = files.expired,
             abandoned = files.abandoned,
             "deleted files"
@@ -132,13 +135,40 @@ async fn expiry_wait(state: &Arc<AppState>, max: Duration) -> Duration {
     }
 }
 
+/// Write down the names whose login attempts the gate turned away, so that the sweeper
+/// counts their inactivity from today (nobody our limiter kept out is deleted for it).
+pub async fn note_kept_out(state: &Arc<AppState>) -> Result<(), crate::store::StoreError> {
+    let names = state.gate.take_kept_out();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let today = crate::accounts::day_of(state.clock.now());
+    let gate_state = Arc::clone(state);
+    state
+        .store
+        .run(move |store| {
+            crate::accounts::departure::note_kept_out(
+                store,
+                &names,
+                |name| gate_state.gate.key(name),
+                today,
+            )
+        })
+        .await?;
+    Ok(())
+}
+
 /// One housekeeping pass.
-pub fn housekeeping(state: &AppState) {
+pub async fn housekeeping(state: &Arc<AppState>) {
     let now = state.clock.now();
     state.sessions.reap(now);
     state.hub.prune(now);
     state.limits.prune();
+    state.gate.prune();
     state.keypool.refill();
+    if let Err(e) = note_kept_out(state).await {
+        tracing::error!(error = %e, "noting names kept out by the login gate failed");
+    }
 }
 
 /// Start the sweeper and housekeeping loops; they stop when `shutdown` turns true.
@@ -162,7 +192,7 @@ pub fn spawn(
                         tracing::error!(error = %e, "sweep failed");
                     }
                 }
-                _ = house_tick.tick() => housekeeping(&state),
+                _ = house_tick.tick() => housekeeping(&state).await,
                 () = &mut expiry_due => {
                     let wait = match expire(&state).await {
                         Ok(_) => expiry_wait(&state, expiry_max).await,

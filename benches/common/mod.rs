@@ -85,16 +85,22 @@ pub fn csrf_of(html: &str) -> String {
     html[start..start + end].to_owned()
 }
 
-/// Log in through the pages; returns the session cookie and its CSRF token.
-pub async fn login(addr: SocketAddr, name: &str) -> (String, String) {
+/// One login attempt through the form: the answer's status and headers, and the time
+/// from the POST to the answer.
+pub async fn login_attempt(
+    addr: SocketAddr,
+    name: &str,
+    password: &str,
+) -> (StatusCode, hyper::HeaderMap, std::time::Duration) {
     let (_, headers, body) = request(addr, Method::GET, "/login", "", &[], None).await;
     let pre = set_cookie(&headers, "gc_pre").unwrap();
     let csrf = csrf_of(&text(body).await);
     let form = format!(
         "csrf={csrf}&username={name}&password={}",
-        PASSWORD.replace(' ', "+")
+        password.replace(' ', "+")
     );
-    let (status, headers, _) = request(
+    let started = Instant::now();
+    let (status, headers, body) = request(
         addr,
         Method::POST,
         "/login",
@@ -103,6 +109,13 @@ pub async fn login(addr: SocketAddr, name: &str) -> (String, String) {
         Some((FORM, form)),
     )
     .await;
+    text(body).await;
+    (status, headers, started.elapsed())
+}
+
+/// Log in through the pages; returns the session cookie and its CSRF token.
+pub async fn login(addr: SocketAddr, name: &str) -> (String, String) {
+    let (status, headers, _) = login_attempt(addr, name, PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "login of a bench member");
     let session = set_cookie(&headers, "gc_session").unwrap();
     let cookie = format!("gc_session={session}");

@@ -16,11 +16,18 @@ use super::common::PASSWORD;
 const DESTRUCTION: &str = "bench destroy 000001";
 
 /// The test KDF cost: setting up hundreds of members must not take minutes.
-const KDF: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+const KDF: KdfParams = KdfParams::DANGER_FAST;
+
+/// The account rules the benchmarks set members up with: the test KDF, no pepper (the
+/// bench servers have no master key), the default inactivity limit.
+fn policy() -> accounts::Policy {
+    accounts::Policy::new(KDF, None, 30, ghostcache::app::member_cascade()).unwrap()
+}
+
+/// Now, for the accounts made here (a member last seen long ago could not log in).
+fn now() -> i64 {
+    ghostcache::clock::Clock::system().now()
+}
 
 /// Create the member `name` (password [`PASSWORD`]) with a copy of the delivery key
 /// `delivery_der`; their id and data key, as a login would give them.
@@ -33,12 +40,12 @@ pub fn create_member(
     let delivery = RsaPrivate::from_der(delivery_der).unwrap();
     accounts::create_account(
         store,
+        &policy(),
         &username,
         PASSWORD.as_bytes(),
         DESTRUCTION.as_bytes(),
-        KDF,
         delivery,
-        0,
+        now(),
     )?
     .unwrap();
     let key = data_key_of(store, name);
@@ -48,12 +55,12 @@ pub fn create_member(
 
 /// The data key of member `name`, as their login unwraps it.
 pub fn data_key_of(store: &Store, name: &str) -> SecretKey {
-    let dummy = accounts::DummyCredentials::new(KDF);
     match accounts::check_login(
         store,
+        &policy(),
         &Username::parse(name).unwrap(),
         PASSWORD.as_bytes(),
-        &dummy,
+        now(),
     )
     .unwrap()
     {

@@ -134,13 +134,21 @@ pub async fn register_submit(
             return Err(e.into());
         }
     };
-    let kdf = ctx.state.kdf;
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
     let now = ctx.now;
     let name = username.clone();
     let created = ctx
         .state
         .hash_job(move |store| {
-            super::create_account(store, &name, &password, &destruction, kdf, delivery, now)
+            super::create_account(
+                store,
+                &policy,
+                &name,
+                &password,
+                &destruction,
+                delivery,
+                now,
+            )
         })
         .await;
     let created = match created {
@@ -151,8 +159,9 @@ pub async fn register_submit(
         }
     };
     match created {
+        // Not logged at the default level: a log line carries its time.
         Ok(_) => {
-            tracing::info!("account registered");
+            tracing::debug!("account registered");
             Ok(redirect("/login?registered=1"))
         }
         Err(e) => {
@@ -214,35 +223,48 @@ pub async fn login_submit(
     let Ok(username) = Username::parse(form.text("username")) else {
         return Ok(login_failed(ctx));
     };
-    if !ctx.state.limits.login_allowed(username.as_str()) {
+    // Every attempt for a name waits its turn at the gate (never refused while the queue
+    // has room), so that a stranger's wrong passwords cannot keep the member out.
+    let gate_key = ctx.state.gate.key(username.as_str());
+    let Ok(ticket) = ctx.state.gate.admit(&gate_key).await else {
         return Err(AppError::TooManyRequests);
-    }
+    };
     let password = secret_bytes(form.text("password"));
-    let state = std::sync::Arc::clone(&ctx.state);
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
+    let now = ctx.now;
     let outcome = ctx
         .state
-        .hash_job(move |store| super::check_login(store, &username, &password, &state.dummy))
+        .hash_job(move |store| super::check_login(store, &policy, &username, &password, now))
         .await?;
     match outcome {
         LoginOutcome::Success {
             user_id,
             username,
             data_key,
-        } if !ctx.state.is_pending_destruction(&user_id) => {
-            let now = ctx.now;
-            ctx.state
-                .store
-                .run(move |store| super::record_login(store, &user_id, now))
-                .await?;
+            credentials_sealed,
+        } => {
             ctx.start_session(user_id, username, data_key);
+            // A destruction or password change that committed after the check ends the
+            // session made for it (it also ends every session it finds).
+            let current = ctx
+                .state
+                .store
+                .run(move |s| super::login::still_current(s, &user_id, &credentials_sealed))
+                .await?;
+            if !current {
+                ctx.undo_session_start();
+                return Ok(login_failed(ctx));
+            }
+            ticket.succeeded();
             Ok(redirect("/"))
         }
-        LoginOutcome::Destroy(user_id) => {
-            // Refused at once, deleted in the background, answered like any failure.
-            ctx.state.destroy_in_background(user_id);
+        LoginOutcome::Destroyed(user_id) => {
+            // Durable already; the data is erased in the background. Answered like any
+            // failure.
+            ctx.state.destroyed(user_id);
             Ok(login_failed(ctx))
         }
-        LoginOutcome::Success { .. } | LoginOutcome::Failure => Ok(login_failed(ctx)),
+        LoginOutcome::Failure => Ok(login_failed(ctx)),
     }
 }
 
@@ -307,18 +329,23 @@ pub async fn change_password(
             None,
         ));
     }
-    if !ctx.state.limits.login_allowed(&session.username) {
+    if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
     let current = secret_bytes(form.text("current_password"));
     let new = secret_bytes(form.text("new_password"));
     let id = session.user_id;
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
     match ctx
         .state
-        .hash_job(move |store| super::change_password(store, &id, &current, &new))
+        .hash_job(move |store| super::change_password(store, &policy, &id, &current, &new))
         .await?
     {
-        Ok(()) => Ok(redirect("/settings?changed=password")),
+        Ok(()) => {
+            // Whoever else was logged in with the old password is logged out.
+            ctx.state.sessions.remove_user_except(&id, &session);
+            Ok(redirect("/settings?changed=password"))
+        }
         Err(e) => Ok(settings_page(
             ctx,
             account_error_status(&e),
@@ -346,18 +373,26 @@ pub async fn change_destruction(
             None,
         ));
     }
-    if !ctx.state.limits.login_allowed(&session.username) {
+    if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
     let current = secret_bytes(form.text("current_password"));
     let new = secret_bytes(form.text("new_d_pass"));
     let id = session.user_id;
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
     match ctx
         .state
-        .hash_job(move |store| super::change_destruction_password(store, &id, &current, &new))
+        .hash_job(move |store| {
+            super::change_destruction_password(store, &policy, &id, &current, &new)
+        })
         .await?
     {
-        Ok(()) => Ok(redirect("/settings?changed=destruction")),
+        Ok(()) => {
+            // Whoever else was logged in (and might have watched the old one being set)
+            // is logged out.
+            ctx.state.sessions.remove_user_except(&id, &session);
+            Ok(redirect("/settings?changed=destruction"))
+        }
         Err(e) => Ok(settings_page(
             ctx,
             account_error_status(&e),
@@ -373,20 +408,21 @@ pub async fn delete_account(
 ) -> Result<Response<Body>, AppError> {
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
-    if !ctx.state.limits.login_allowed(&session.username) {
+    if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
     let current = secret_bytes(form.text("current_password"));
     let id = session.user_id;
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
     match ctx
         .state
-        .hash_job(move |store| super::check_password_for_deletion(store, &id, &current))
+        .hash_job(move |store| super::check_password_for_deletion(store, &policy, &id, &current))
         .await?
     {
         Ok(()) => {
             ctx.state.delete_member(id).await?;
             ctx.end_session();
-            tracing::info!("account deleted by its owner");
+            tracing::debug!("account deleted by its owner");
             Ok(redirect("/?deleted=1"))
         }
         Err(e) => Ok(settings_page(

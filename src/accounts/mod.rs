@@ -1,21 +1,39 @@
 //! Accounts: registration, login with a destruction password, password changes, and
-//! deletion (by the member, by the destruction password, or after inactivity).
+//! departure (by the member, by the destruction password, by the operator, or after
+//! inactivity).
 //!
-//! Functions here block (argon2id, redb) and are called through `Store::run` or
-//! `AppState::hash_job`.
+//! - `credentials`: the stored credentials and the one function that checks a password.
+//! - `login`: a login attempt, durable before it is answered (a destruction puts the decoy
+//!   in place in the same commit shape as a failure's).
+//! - `passwords`: registration and password changes.
+//! - `departure`: decoys, erasure and the member deletion cascade, inactivity.
+//! - `gate`: the per-name login gate (no lockout by strangers).
+//!
+//! Functions here block (argon2id, redb, the key file) and are called through `Store::run`
+//! or `AppState::hash_job`.
 
+pub mod credentials;
+pub mod departure;
+pub mod gate;
 pub mod handlers;
+pub mod login;
+pub mod passwords;
 pub mod username;
 pub mod views;
 
-use redb::ReadableTable;
 use zeroize::Zeroizing;
 
 use crate::clock::UnixTime;
-use crate::crypto::rsa_keys::RsaPrivate;
-use crate::crypto::{KdfParams, MasterKey, SecretKey, Verifier, random_bytes};
-use crate::store::tables::{SKELETON_TO_USER, USERNAME_TO_USER, USERS};
-use crate::store::{Id, Record, Store, StoreError, UserRecord};
+use crate::crypto::master::Pepper;
+use crate::crypto::{KdfParams, SecretKey};
+use crate::store::cascade::Cascade;
+use crate::store::tables::{USERNAME_TO_USER, USERS};
+use crate::store::{Credentials, Id, Record, Store, StoreError, UserRecord};
+pub use departure::{depart, finish_departure, finish_departures, sweep_inactive};
+pub use login::{LoginOutcome, check_login};
+pub use passwords::{
+    change_destruction_password, change_password, check_password_for_deletion, create_account,
+};
 pub use username::{Username, UsernameError};
 
 /// Longest accepted password, in bytes (argon2id input is bounded anyway; this keeps
@@ -54,93 +72,65 @@ pub fn check_password_shape(password: &str, min_chars: usize) -> Result<(), Acco
     Ok(())
 }
 
-/// Stand-in salt and verifiers used when a login names nobody, so that the attempt runs
-/// the same argon2id computation and comparisons as a real one.
-pub struct DummyCredentials {
-    salt: [u8; 16],
-    kdf: KdfParams,
-    password_verifier: Verifier,
-    destruction_verifier: Verifier,
+/// What account operations need besides the store: the cost of new passwords, the pepper,
+/// the inactivity limit and the deletion cascade.
+pub struct Policy {
+    /// argon2id cost of new passwords.
+    pub kdf: KdfParams,
+    /// The pepper, when a master key is configured.
+    pub pepper: Option<Pepper>,
+    /// Accounts not logged into for this many days are deleted, and refused until then.
+    pub inactivity_days: u32,
+    /// Every feature's eraser.
+    pub cascade: Cascade,
+    /// Stand-in credentials for names nobody has, so that a login for them runs the same
+    /// checks and the same writes as one for a real name.
+    dummy: Credentials,
+    /// A stand-in sealed private key, the size of a real one, for the same purpose.
+    dummy_private: String,
 }
 
-impl DummyCredentials {
-    pub fn new(kdf: KdfParams) -> Self {
-        Self {
-            salt: random_bytes(),
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("kdf", &self.kdf)
+            .field("peppered", &self.pepper.is_some())
+            .field("inactivity_days", &self.inactivity_days)
+            .field("cascade", &self.cascade)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    pub fn new(
+        kdf: KdfParams,
+        pepper: Option<Pepper>,
+        inactivity_days: u32,
+        cascade: Cascade,
+    ) -> Result<Self, StoreError> {
+        let dummy = credentials::dummy(kdf, pepper.as_ref()).map_err(crypto_to_store)?;
+        // A 3072-bit RSA key in PKCS#8 DER is about 1.8 KB.
+        let dummy_private = SecretKey::generate()
+            .seal(&[0u8; 1790])
+            .map_err(crypto_to_store)?;
+        Ok(Self {
             kdf,
-            password_verifier: Verifier(random_bytes()),
-            destruction_verifier: Verifier(random_bytes()),
-        }
+            pepper,
+            inactivity_days,
+            cascade,
+            dummy,
+            dummy_private,
+        })
     }
-}
 
-/// Create an account. Runs argon2id twice (password and destruction password) and takes
-/// a pre-generated delivery key pair.
-pub fn create_account(
-    store: &Store,
-    username: &Username,
-    password: &[u8],
-    destruction: &[u8],
-    kdf: KdfParams,
-    delivery: RsaPrivate,
-    now: UnixTime,
-) -> Result<Result<Id, AccountError>, StoreError> {
-    let salt = random_bytes::<16>();
-    let m_password = MasterKey::derive(password, &salt, kdf).map_err(crypto_to_store)?;
-    let m_destruction = MasterKey::derive(destruction, &salt, kdf).map_err(crypto_to_store)?;
-    let password_verifier = m_password.verifier();
-    let destruction_verifier = m_destruction.verifier();
-    if password_verifier.matches(&destruction_verifier) {
-        return Ok(Err(AccountError::SamePasswords));
+    /// The pepper, if any.
+    pub fn pepper(&self) -> Option<&Pepper> {
+        self.pepper.as_ref()
     }
-    let data_key = SecretKey::generate();
-    let wrapped_data_key = m_password.kek().wrap(&data_key).map_err(crypto_to_store)?;
-    let private_der = delivery.to_der().map_err(crypto_to_store)?;
-    let record = UserRecord {
-        username: username.as_str().to_owned(),
-        salt,
-        kdf,
-        password_verifier,
-        destruction_verifier,
-        wrapped_data_key,
-        delivery_public: delivery.public().to_der().map_err(crypto_to_store)?,
-        delivery_private_sealed: data_key.seal(&private_der).map_err(crypto_to_store)?,
-        last_login_day: now.div_euclid(SECONDS_PER_DAY),
-    };
-    let id: Id = random_bytes();
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(USERNAME_TO_USER)?;
-        let mut skeletons = txn.open_table(SKELETON_TO_USER)?;
-        if names.get(username.as_str())?.is_some() || skeletons.get(username.skeleton())?.is_some()
-        {
-            return Ok(Err(AccountError::Taken));
-        }
-        names.insert(username.as_str(), id)?;
-        skeletons.insert(username.skeleton(), id)?;
-        txn.open_table(USERS)?
-            .insert(id, record.encode()?.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(Ok(id))
 }
 
 fn crypto_to_store(e: crate::crypto::CryptoError) -> StoreError {
     StoreError::Encode(e.to_string())
-}
-
-/// What a login attempt found.
-pub enum LoginOutcome {
-    /// The password matched.
-    Success {
-        user_id: Id,
-        username: String,
-        data_key: SecretKey,
-    },
-    /// The destruction password matched.
-    Destroy(Id),
-    /// Nothing matched (or nobody has that name).
-    Failure,
 }
 
 /// Look up a member by normalised name.
@@ -164,259 +154,101 @@ pub fn find_user(
 
 /// Load a member by id.
 pub fn load_user(store: &Store, id: &Id) -> Result<Option<UserRecord>, StoreError> {
-    let txn = store.read()?;
-    let table = txn.open_table(USERS)?;
-    table
+    record_in(&store.read()?.open_table(USERS)?, id)
+}
+
+/// A member's record, read from a `USERS` table (of a read or write transaction).
+pub fn record_in(
+    users: &impl redb::ReadableTable<Id, &'static [u8]>,
+    id: &Id,
+) -> Result<Option<UserRecord>, StoreError> {
+    users
         .get(id)?
         .map(|b| UserRecord::decode(b.value()))
         .transpose()
 }
 
-/// Check a login attempt: exactly one argon2id computation and two constant-time
-/// comparisons, whether or not the member exists and whichever password was given.
-pub fn check_login(
-    store: &Store,
-    username: &Username,
-    password: &[u8],
-    dummy: &DummyCredentials,
-) -> Result<LoginOutcome, StoreError> {
-    let found = find_user(store, username)?;
-    let (salt, kdf, pv, dv) = match &found {
-        Some((_, r)) => (r.salt, r.kdf, r.password_verifier, r.destruction_verifier),
-        None => (
-            dummy.salt,
-            dummy.kdf,
-            dummy.password_verifier,
-            dummy.destruction_verifier,
-        ),
-    };
-    let m = MasterKey::derive(password, &salt, kdf).map_err(crypto_to_store)?;
-    let v = m.verifier();
-    // Evaluate both comparisons, always.
-    let password_ok = v.matches(&pv);
-    let destruction_ok = v.matches(&dv);
-    let Some((id, record)) = found else {
-        return Ok(LoginOutcome::Failure);
-    };
-    if destruction_ok {
-        return Ok(LoginOutcome::Destroy(id));
-    }
-    if !password_ok {
-        return Ok(LoginOutcome::Failure);
-    }
-    let data_key = m
-        .kek()
-        .unwrap_key(&record.wrapped_data_key)
-        .map_err(crypto_to_store)?;
-    Ok(LoginOutcome::Success {
-        user_id: id,
-        username: record.username,
-        data_key,
-    })
-}
-
-/// Note a successful login (day-granular) so that inactivity deletion counts from today.
-pub fn record_login(store: &Store, id: &Id, now: UnixTime) -> Result<(), StoreError> {
-    let day = now.div_euclid(SECONDS_PER_DAY);
-    let txn = store.write()?;
-    {
-        let mut users = txn.open_table(USERS)?;
-        let record = users
-            .get(id)?
-            .map(|b| UserRecord::decode(b.value()))
-            .transpose()?;
-        if let Some(mut record) = record
-            && record.last_login_day != day
-        {
-            record.last_login_day = day;
-            users.insert(id, record.encode()?.as_slice())?;
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
-/// Verify the current password of a member; returns the record and the derived key.
-fn verify_current(
-    store: &Store,
-    id: &Id,
-    current: &[u8],
-) -> Result<Result<(UserRecord, MasterKey), AccountError>, StoreError> {
-    let Some(record) = load_user(store, id)? else {
-        return Ok(Err(AccountError::WrongPassword));
-    };
-    let m = MasterKey::derive(current, &record.salt, record.kdf).map_err(crypto_to_store)?;
-    if !m.verifier().matches(&record.password_verifier) {
-        return Ok(Err(AccountError::WrongPassword));
-    }
-    Ok(Ok((record, m)))
-}
-
-/// Replace the record if nobody changed it since `seen` was read (compare-and-swap on
-/// the verifiers), so two concurrent password changes cannot interleave.
-fn replace_if_unchanged(
-    store: &Store,
+/// In a write transaction: if `id`'s record still holds the credentials `seen` held (and
+/// is no decoy being erased), let `change` edit it and write it back when `change` says
+/// so. Returns whether the record was still the one seen (compare-and-swap: two changes
+/// of one account cannot interleave, and nothing logs into credentials that are gone).
+pub fn update_if_unchanged(
+    txn: &redb::WriteTransaction,
     id: &Id,
     seen: &UserRecord,
-    new: &UserRecord,
-) -> Result<Result<(), AccountError>, StoreError> {
-    let txn = store.write()?;
-    {
-        let mut users = txn.open_table(USERS)?;
-        let current = users
-            .get(id)?
-            .map(|b| UserRecord::decode(b.value()))
-            .transpose()?;
-        let unchanged = current.is_some_and(|c| {
-            c.password_verifier == seen.password_verifier
-                && c.destruction_verifier == seen.destruction_verifier
-        });
-        if !unchanged {
-            return Ok(Err(AccountError::Conflict));
-        }
-        users.insert(id, new.encode()?.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(Ok(()))
-}
-
-/// Change the password: the data key is re-wrapped under the new password's key.
-pub fn change_password(
-    store: &Store,
-    id: &Id,
-    current: &[u8],
-    new: &[u8],
-) -> Result<Result<(), AccountError>, StoreError> {
-    let (record, m_current) = match verify_current(store, id, current)? {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    // The salt and cost stay: the destruction verifier was derived with them and cannot
-    // be recomputed without the destruction password.
-    let m_new = MasterKey::derive(new, &record.salt, record.kdf).map_err(crypto_to_store)?;
-    let v_new = m_new.verifier();
-    if v_new.matches(&record.destruction_verifier) {
-        return Ok(Err(AccountError::SamePasswords));
-    }
-    let data_key = m_current
-        .kek()
-        .unwrap_key(&record.wrapped_data_key)
-        .map_err(crypto_to_store)?;
-    let mut updated = record.clone();
-    updated.password_verifier = v_new;
-    updated.wrapped_data_key = m_new.kek().wrap(&data_key).map_err(crypto_to_store)?;
-    replace_if_unchanged(store, id, &record, &updated)
-}
-
-/// Change the destruction password (authorised by the current password).
-pub fn change_destruction_password(
-    store: &Store,
-    id: &Id,
-    current: &[u8],
-    new_destruction: &[u8],
-) -> Result<Result<(), AccountError>, StoreError> {
-    let (record, _) = match verify_current(store, id, current)? {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    let m_new =
-        MasterKey::derive(new_destruction, &record.salt, record.kdf).map_err(crypto_to_store)?;
-    let v_new = m_new.verifier();
-    if v_new.matches(&record.password_verifier) {
-        return Ok(Err(AccountError::SamePasswords));
-    }
-    let mut updated = record.clone();
-    updated.destruction_verifier = v_new;
-    replace_if_unchanged(store, id, &record, &updated)
-}
-
-/// Check the password before a member deletes their own account.
-pub fn check_password_for_deletion(
-    store: &Store,
-    id: &Id,
-    current: &[u8],
-) -> Result<Result<(), AccountError>, StoreError> {
-    Ok(verify_current(store, id, current)?.map(|_| ()))
-}
-
-/// Delete a member and every row of theirs, in one transaction. Returns whether the
-/// member existed.
-pub fn delete_member(store: &Store, id: &Id) -> Result<bool, StoreError> {
-    let txn = store.write()?;
-    let existed = delete_member_in(&txn, id)?;
-    txn.commit()?;
-    Ok(existed)
-}
-
-/// The deletion itself, inside a caller's transaction.
-pub fn delete_member_in(txn: &redb::WriteTransaction, id: &Id) -> Result<bool, StoreError> {
+    change: impl FnOnce(&mut UserRecord) -> bool,
+) -> Result<bool, StoreError> {
     let mut users = txn.open_table(USERS)?;
-    let Some(bytes) = users.remove(id)? else {
+    let Some(mut current) = record_in(&users, id)? else {
         return Ok(false);
     };
-    let record = UserRecord::decode(bytes.value())?;
-    drop(bytes);
-    // Groups re-wrap keys for the remaining members: they read `USERS` too.
-    drop(users);
-    let name = Username::from_stored(&record.username);
-    txn.open_table(USERNAME_TO_USER)?.remove(name.as_str())?;
-    txn.open_table(SKELETON_TO_USER)?.remove(name.skeleton())?;
-    crate::files::delete_member_files_in(txn, id)?;
-    crate::connections::delete_member_in(txn, id)?;
-    crate::groups::delete_member_in(txn, id)?;
-    crate::chat::signing::delete_member_in(txn, id)?;
-    crate::e2e::store::delete_member_in(txn, id)?;
+    if current.erasure_slot != seen.erasure_slot
+        || current.credentials_sealed != seen.credentials_sealed
+        || current.erasing
+    {
+        return Ok(false);
+    }
+    if change(&mut current) {
+        users.insert(id, current.encode()?.as_slice())?;
+    }
     Ok(true)
 }
 
-/// Whether an account last used on `last_login_day` has been inactive for more than
-/// `days` full days at `now`. Counting from the end of that day means nobody is deleted
-/// early because the file only keeps the day.
-pub fn inactive(last_login_day: i64, now: UnixTime, days: u32) -> bool {
-    let deadline = (last_login_day + 1 + i64::from(days)).saturating_mul(SECONDS_PER_DAY);
+/// Every member record (decoys included) for which `keep` says yes, from one snapshot.
+pub fn users_where(
+    store: &Store,
+    mut keep: impl FnMut(&UserRecord) -> Result<bool, StoreError>,
+) -> Result<Vec<(Id, UserRecord)>, StoreError> {
+    use redb::ReadableTable;
+    let txn = store.read()?;
+    let users = txn.open_table(USERS)?;
+    let mut out = Vec::new();
+    for row in users.iter()? {
+        let (k, v) = row?;
+        let record = UserRecord::decode(v.value())?;
+        if keep(&record)? {
+            out.push((k.value(), record));
+        }
+    }
+    Ok(out)
+}
+
+/// A member's credentials, opened with their erasure key; `None` when the key is gone
+/// (the member was erased, or the key file is not the one of this database).
+pub fn open_credentials(
+    store: &Store,
+    record: &UserRecord,
+) -> Result<Option<Credentials>, StoreError> {
+    let Some(key) = store.keys().read(record.erasure_slot)? else {
+        return Ok(None);
+    };
+    match Credentials::open(&record.credentials_sealed, &key) {
+        Ok(c) => Ok(Some(c)),
+        Err(StoreError::Corrupt(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The day inactivity counts from: the later of the last login and the last day the
+/// login gate turned an attempt for this name away.
+pub fn activity_day(record: &UserRecord) -> i64 {
+    record.last_login_day.max(record.kept_out_day)
+}
+
+/// Whether an account last active on `day` has been inactive for more than `days` full
+/// days at `now`. Counting from the end of that day means nobody is deleted early because
+/// the file only keeps the day.
+pub fn inactive(day: i64, now: UnixTime, days: u32) -> bool {
+    let deadline = (day + 1 + i64::from(days)).saturating_mul(SECONDS_PER_DAY);
     now >= deadline
 }
 
-/// Delete every account inactive for more than `days` days; returns their ids.
-pub fn sweep_inactive(store: &Store, now: UnixTime, days: u32) -> Result<Vec<Id>, StoreError> {
-    let stale: Vec<Id> = {
-        let txn = store.read()?;
-        let users = txn.open_table(USERS)?;
-        let mut stale = Vec::new();
-        for row in users.iter()? {
-            let (k, v) = row?;
-            let record = UserRecord::decode(v.value())?;
-            if inactive(record.last_login_day, now, days) {
-                stale.push(k.value());
-            }
-        }
-        stale
-    };
-    if stale.is_empty() {
-        return Ok(stale);
-    }
-    let txn = store.write()?;
-    let mut deleted = Vec::with_capacity(stale.len());
-    for id in stale {
-        // Re-check inside the write transaction: the member may have logged in meanwhile.
-        let fresh = {
-            let users = txn.open_table(USERS)?;
-            users
-                .get(id)?
-                .map(|b| UserRecord::decode(b.value()))
-                .transpose()?
-        };
-        if fresh.is_some_and(|r| inactive(r.last_login_day, now, days))
-            && delete_member_in(&txn, &id)?
-        {
-            deleted.push(id);
-        }
-    }
-    txn.commit()?;
-    Ok(deleted)
+/// Today's day number.
+pub fn day_of(now: UnixTime) -> i64 {
+    now.div_euclid(SECONDS_PER_DAY)
 }
 
-/// Number of members (for status).
+/// Number of members (decoys included: they are indistinguishable), for status.
 pub fn count_members(store: &Store) -> Result<u64, StoreError> {
     use redb::ReadableTableMetadata;
     let txn = store.read()?;

@@ -489,7 +489,7 @@ pub(crate) async fn delete_message(
             seq,
         },
     );
-    tracing::info!("message deleted by its sender");
+    tracing::debug!("message deleted by its sender");
     Ok(redirect(&format!(
         "{}?deleted=1",
         super::thread::page_path(kind, &id)

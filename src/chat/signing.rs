@@ -67,8 +67,13 @@ pub fn set_scheme(store: &Store, member: &Id, scheme: SignatureScheme) -> Result
     Ok(())
 }
 
-/// Account deletion: the member's settings go (inside the caller's transaction).
-pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Account deletion (registered in the member deletion cascade): the member's settings go,
+/// however they leave (inside the caller's transaction).
+pub fn erase_member_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    _removal: crate::store::cascade::Removal,
+) -> Result<(), StoreError> {
     txn.open_table(MEMBER_SETTINGS)?.remove(member)?;
     Ok(())
 }

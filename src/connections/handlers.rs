@@ -256,7 +256,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>, id: Id) -> Result<Respons
         .await?;
     match accepted {
         Some(_) => {
-            tracing::info!("connection accepted");
+            tracing::debug!("connection accepted");
             Ok(redirect(&format!("/chat/{}?connected=1", b64url(&id))))
         }
         None => Err(AppError::NotFound),

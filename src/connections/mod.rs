@@ -27,6 +27,7 @@ use crate::accounts::Username;
 use crate::clock::UnixTime;
 use crate::crypto::rsa_keys::RsaPublic;
 use crate::crypto::{SecretKey, random_bytes};
+use crate::store::cascade::Removal;
 use crate::store::tables::{
     CONNECTION_SECRETS, CONNECTIONS, MEMBER_TO_PAIRED, PAIRS, USERNAME_TO_USER, USERS,
 };
@@ -852,10 +853,17 @@ pub fn connection_between(
         .map(|_| id))
 }
 
-/// Account deletion: remove every connection, request, denial and block of `member` (in
-/// both directions), with the connections' keys and messages, inside the caller's
-/// transaction.
-pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Account deletion (registered in the member deletion cascade), inside the caller's
+/// transaction. `Removal::Full`: every connection, request, denial and block of `member`
+/// in both directions goes, with the connections' keys and messages. `Removal::Decoy`:
+/// their connections and the requests they sent go (as if they had removed and withdrawn
+/// them), while requests waiting for them, and denials and blocks either way, stay, as
+/// they would for a member who does not answer.
+pub fn erase_member_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    removal: Removal,
+) -> Result<(), StoreError> {
     let others: Vec<Id> = {
         let index = txn.open_table(MEMBER_TO_PAIRED)?;
         let mut others = Vec::new();
@@ -870,13 +878,18 @@ pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), Store
         if let Some(c) = pair.connection {
             let record = load_connection(&txn.open_table(CONNECTIONS)?, &c)?;
             if let Some(record) = record {
-                remove_connection_in(txn, &c, &record)?;
+                let waiting_for_them = !record.is_accepted() && &record.receiver == member;
+                if removal == Removal::Full || !waiting_for_them {
+                    remove_connection_in(txn, &c, &record)?;
+                }
             }
         }
-        txn.open_table(PAIRS)?.remove(key)?;
-        let mut index = txn.open_table(MEMBER_TO_PAIRED)?;
-        index.remove((*member, other))?;
-        index.remove((other, *member))?;
+        if removal == Removal::Full {
+            txn.open_table(PAIRS)?.remove(key)?;
+            let mut index = txn.open_table(MEMBER_TO_PAIRED)?;
+            index.remove((*member, other))?;
+            index.remove((other, *member))?;
+        }
     }
     Ok(())
 }

@@ -89,18 +89,19 @@ pub fn run(config: &Config, request: Request) -> Result<Reply, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let master = crate::crypto::master::MasterSecret::load(config).map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let state = crate::app::build_state(config.clone(), &StartOptions::default()).map_err(
-            |e| match e {
-                StartupError::Store {
-                    source: StoreError::Locked,
-                    ..
-                } => "the server is running but its control socket does not answer yet (is it \
+        let state =
+            crate::app::build_state(config.clone(), &StartOptions::default(), master.as_ref())
+                .map_err(|e| match e {
+                    StartupError::Store {
+                        source: StoreError::Locked,
+                        ..
+                    } => "the server is running but its control socket does not answer yet (is it \
                       still starting?); try again in a minute"
-                    .to_owned(),
-                e => e.to_string(),
-            },
-        )?;
+                        .to_owned(),
+                    e => e.to_string(),
+                })?;
         Ok(super::execute(&state, None, false, request).await)
     })
 }
@@ -242,7 +243,7 @@ fn print_private_key(config: &Config, name: &str, pair: &NewClientKey) {
 /// The onion address, read from the database as `onion-address` does.
 fn onion_address(config: &Config) -> Result<String, String> {
     let path = config.resolved_data_dir().join(crate::store::DB_FILE);
-    let master = crate::onion::key::load_master_key(&config.tor).map_err(|e| e.to_string())?;
+    let master = crate::onion::key::load_master_key(config).map_err(|e| e.to_string())?;
     let db = crate::store::open_read_only(&path).map_err(|e| e.to_string())?;
     let key = crate::onion::key::read(&db, master.as_ref()).map_err(|e| e.to_string())?;
     key.address().map_err(|e| e.to_string())

@@ -1,11 +1,11 @@
 //! `member list` and `member remove`: what an operator sees of members, and removing one.
 //!
-//! The list shows names and the day of each member's last login, nothing else. An
-//! account destroyed with its destruction password stays behind as a decoy that holds its
-//! name until inactivity frees it; the list shows it like any other account, with the day
-//! of its last real login. Telling decoys apart here would let anyone who can make the
-//! operator run this command (or who seizes the server) learn who used their destruction
-//! password. Removing a decoy frees its name, as removing any account does.
+//! The list shows names and the day of each member's last login, nothing else. A member
+//! who departed (destruction password, their own deletion, or `member remove`) stays
+//! behind as a decoy that holds the name until inactivity frees it (see
+//! `accounts::departure`); the list shows it like any other account, with the day of the
+//! last real login. Telling decoys apart here would let anyone who can make the operator
+//! run this command (or who seizes the server) learn who used their destruction password.
 
 use std::sync::Arc;
 
@@ -34,8 +34,8 @@ pub fn list(store: &Store) -> Result<Vec<MemberRow>, StoreError> {
 }
 
 /// Remove a member exactly as their own deletion from the settings page does
-/// (`AppState::delete_member`): every row of theirs, and their sessions and live streams
-/// end at once.
+/// (`AppState::delete_member`): everything of theirs is erased, their sessions and live
+/// streams end at once, and a decoy holds the name until inactivity frees it.
 pub async fn remove(state: &Arc<AppState>, raw_name: &str) -> Reply {
     let name = match parse_member_name(raw_name) {
         Ok(n) => n,
@@ -60,7 +60,8 @@ pub async fn remove(state: &Arc<AppState>, raw_name: &str) -> Reply {
     Reply::Done {
         message: format!(
             "member {} removed: the account and everything in it are deleted, and its \
-             sessions have ended",
+             sessions have ended; as after a member's own deletion, the name stays taken (and \
+             listed) until inactivity frees it",
             name.as_str()
         ),
     }

@@ -19,6 +19,16 @@ pub struct KdfParams {
     pub parallelism: u32,
 }
 
+impl KdfParams {
+    /// A trivially cheap cost (64 KiB, one pass) for tests and `danger_fast_kdf`; nothing
+    /// in the configuration file, environment or command line reaches it.
+    pub const DANGER_FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
 /// The 64-byte argon2id output. Zeroized on drop, never printed.
 pub struct MasterKey(Zeroizing<[u8; 64]>);
 
@@ -95,11 +105,7 @@ impl Verifier {
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams::DANGER_FAST;
 
     #[test]
     fn same_password_same_salt_same_keys() {

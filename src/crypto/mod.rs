@@ -6,6 +6,7 @@ pub mod dsa_keys;
 pub mod fernet_buf;
 pub mod hybrid;
 pub mod kdf;
+pub mod master;
 pub mod rsa_keys;
 pub mod seal;
 

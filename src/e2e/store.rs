@@ -1175,10 +1175,16 @@ pub fn delete_for_connection_in(
     Ok(conv)
 }
 
-/// Account deletion: the member's keys, their one-to-one conversations, their messages,
-/// wrapped keys and memberships in groups (which need a new epoch), invitations to and by
-/// them — inside the caller's transaction.
-pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Account deletion (registered in the member deletion cascade), inside the caller's
+/// transaction: the member's keys, their one-to-one conversations, their messages, wrapped
+/// keys and memberships in groups (which need a new epoch). Invitations to groups waiting
+/// for them go with `Removal::Full` and stay with `Removal::Decoy`, as they would for a
+/// member who does not answer.
+pub fn erase_member_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    removal: crate::store::cascade::Removal,
+) -> Result<(), StoreError> {
     txn.open_table(E2E_MEMBER_KEYS)?.remove(member)?;
     txn.open_table(E2E_PUBLIC_KEYS)?
         .retain_in((*member, 0)..=(*member, u32::MAX), |_, _| false)?;
@@ -1219,6 +1225,9 @@ pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), Store
                     .remove((*member, conv))?;
             }
         }
+    }
+    if removal == crate::store::cascade::Removal::Decoy {
+        return Ok(());
     }
     let groups: Vec<Id> = txn
         .open_table(E2E_INVITES)?

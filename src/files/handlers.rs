@@ -342,7 +342,7 @@ pub async fn delete(
     if !deleted {
         return Err(AppError::NotFound);
     }
-    tracing::info!("file deleted by its owner");
+    tracing::debug!("file deleted by its owner");
     Ok(redirect("/files?deleted=1"))
 }
 

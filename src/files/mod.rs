@@ -33,7 +33,7 @@ use crate::crypto::hybrid::HybridSealed;
 use crate::crypto::{CryptoError, SecretKey};
 use crate::store::{Id, Record, StoreError};
 
-pub use store::{RowCounts, count_rows, delete_member_files_in, sweep};
+pub use store::{RowCounts, count_rows, erase_member_in, sweep};
 
 /// Plaintext bytes per chunk (and so per Fernet token). Chosen by measurement
 /// (`cargo bench --bench chunk_size`, figures in README): sealing and storing, the slower

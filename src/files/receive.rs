@@ -346,12 +346,12 @@ pub async fn upload_submit(
     drop(multipart);
     match outcome {
         Ok(Uploaded { id, key: None, .. }) => {
-            tracing::info!("file uploaded, encrypted in the browser");
+            tracing::debug!("file uploaded, encrypted in the browser");
             // The browser's script shows the key it made; the file's page is the answer.
             Ok(redirect(&format!("/file/{}", super::id_to_url(&id))))
         }
         Ok(done @ Uploaded { key: Some(_), .. }) => {
-            tracing::info!("file uploaded");
+            tracing::debug!("file uploaded");
             let page = ctx.page();
             let Some(key) = done.key.as_ref().map(|k| k.to_base64()) else {
                 return Err(AppError::Internal("an upload lost its key".into()));

@@ -6,6 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{FileGrantRecord, FileRecord, LiveUploads};
 use crate::clock::UnixTime;
+use crate::store::cascade::Removal;
 use crate::store::tables::{
     FILE_CHUNKS, FILE_GRANTS, FILES, GRANTEE_TO_FILES, OWNER_TO_FILES, USERS,
 };
@@ -187,9 +188,15 @@ pub fn discard_upload(store: &Store, file_id: &Id) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Delete every file a member owns and every grant they received, inside the account
-/// deletion's transaction.
-pub fn delete_member_files_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Account deletion (registered in the member deletion cascade): every file the member
+/// owns goes, with its chunks and grants; with `Removal::Full` also every grant they
+/// received. A decoy keeps the grants others gave it, as a member who does not answer
+/// would (the names in them are sealed to a delivery key whose private half is gone).
+pub fn erase_member_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    removal: Removal,
+) -> Result<(), StoreError> {
     let mut owned = Vec::new();
     for row in txn
         .open_table(OWNER_TO_FILES)?
@@ -199,6 +206,9 @@ pub fn delete_member_files_in(txn: &WriteTransaction, member: &Id) -> Result<(),
     }
     for file_id in owned {
         delete_file_in(txn, &file_id)?;
+    }
+    if removal == Removal::Decoy {
+        return Ok(());
     }
     let mut received = Vec::new();
     {

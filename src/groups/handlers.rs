@@ -218,7 +218,7 @@ async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
         .store
         .run(move |s| super::create(s, &me, &data_key, &name, &signing, now))
         .await?;
-    tracing::info!("group created");
+    tracing::debug!("group created");
     Ok(redirect(&format!("{}?created=1", group_path(&id))))
 }
 
@@ -498,7 +498,7 @@ async fn invite(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
         .ok_or(AppError::NotFound)?;
     match outcome {
         Ok(invited) => {
-            tracing::info!("group invitation sent");
+            tracing::debug!("group invitation sent");
             manage::publish_change(ctx, group).await;
             Ok(redirect(&format!(
                 "{}?invited={}",
@@ -552,7 +552,7 @@ async fn accept(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
             conversation: group,
         },
     );
-    tracing::info!("group joined");
+    tracing::debug!("group joined");
     Ok(redirect(&format!("{}?joined=1", group_path(&group))))
 }
 
@@ -605,7 +605,7 @@ async fn leave(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, 
         .await?
         .ok_or(AppError::NotFound)?;
     publish_departure(ctx, group, me, &departure.remaining);
-    tracing::info!(group_deleted = departure.group_deleted, "left a group");
+    tracing::debug!(group_deleted = departure.group_deleted, "left a group");
     if departure.group_deleted {
         Ok(redirect("/chat/groups?deleted=1"))
     } else {
@@ -644,7 +644,7 @@ async fn remove(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>,
     match outcome {
         Ok(Removed::Member { removed, departure }) => {
             publish_departure(ctx, group, removed, &departure.remaining);
-            tracing::info!("removed a group member");
+            tracing::debug!("removed a group member");
             Ok(redirect(&format!("{}?removed=1", group_path(&group))))
         }
         Ok(Removed::Invitation(_)) => {

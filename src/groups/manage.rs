@@ -152,7 +152,7 @@ pub async fn change(
     match outcome {
         Ok(()) => {
             publish_change(ctx, group).await;
-            tracing::info!("group roles or settings changed");
+            tracing::debug!("group roles or settings changed");
             let done = match change {
                 RoleChange::MakeAdmin(_) => "admin",
                 RoleChange::RevokeAdmin(whom) if whom == me => "stepped-down",

@@ -5,6 +5,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::events::{self, EventKind};
 use super::*;
+use crate::store::cascade::Removal;
 
 /// Create a group named `name` (checked by [`clean_name`]) with `creator` as its only
 /// member. Returns its id.
@@ -395,10 +396,17 @@ pub fn remove(
     Ok(outcome.flatten())
 }
 
-/// Account deletion: `member` leaves every group (with a new epoch for the rest), their
-/// membership records, keys and authored messages go, and so do invitations to them and
-/// invitations they made. Inside the caller's transaction.
-pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Account deletion (registered in the member deletion cascade): `member` leaves every
+/// group (with a new epoch for the rest), their membership records, keys and authored
+/// messages go, and so do invitations they made. Invitations to them go with
+/// `Removal::Full`; a decoy keeps them waiting, as a member who does not answer would (the
+/// name key in them is sealed to a delivery key whose private half is gone). Inside the
+/// caller's transaction.
+pub fn erase_member_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    removal: Removal,
+) -> Result<(), StoreError> {
     let groups: Vec<Id> = {
         let index = txn.open_table(MEMBER_TO_GROUPS)?;
         let mut out = Vec::new();
@@ -410,6 +418,9 @@ pub fn delete_member_in(txn: &WriteTransaction, member: &Id) -> Result<(), Store
     for group in groups {
         depart_in(txn, &group, member, true, Departing::Left, None)?;
         txn.open_table(MEMBER_TO_GROUPS)?.remove((*member, group))?;
+    }
+    if removal == Removal::Decoy {
+        return Ok(());
     }
     let invited: Vec<Id> = {
         let table = txn.open_table(GROUP_INVITES)?;

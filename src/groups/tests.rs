@@ -10,33 +10,33 @@ use crate::crypto::KdfParams;
 use crate::crypto::rsa_keys::RsaPrivate;
 use keys::open_member_secrets;
 
-const FAST: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+const FAST: KdfParams = KdfParams::DANGER_FAST;
 
 struct Member {
     id: Id,
     data_key: SecretKey,
 }
 
+fn policy() -> crate::accounts::Policy {
+    crate::accounts::Policy::new(FAST, None, 30, crate::app::member_cascade()).unwrap()
+}
+
 fn member(store: &Store, name: &str) -> Member {
     let username = Username::parse(name).unwrap();
     let delivery = RsaPrivate::generate(2048).unwrap();
+    let policy = policy();
     crate::accounts::create_account(
         store,
+        &policy,
         &username,
         b"pw-1234567",
         b"pw-7654321",
-        FAST,
         delivery,
         0,
     )
     .unwrap()
     .unwrap();
-    let dummy = crate::accounts::DummyCredentials::new(FAST);
-    match crate::accounts::check_login(store, &username, b"pw-1234567", &dummy).unwrap() {
+    match crate::accounts::check_login(store, &policy, &username, b"pw-1234567", 0).unwrap() {
         LoginOutcome::Success {
             user_id, data_key, ..
         } => Member {
@@ -201,7 +201,7 @@ fn epochs_keep_joiners_out_of_the_past_and_leavers_out_of_the_future() {
     .unwrap()
     .unwrap();
     let before = rows(&store, MESSAGES);
-    crate::accounts::delete_member(&store, &c.id).unwrap();
+    crate::accounts::depart(&store, &policy(), &c.id).unwrap();
     assert_eq!(rows(&store, MESSAGES), before - 1);
     let view_a = open(&store, &g, &a.id, &a.data_key).unwrap().unwrap();
     assert_eq!(

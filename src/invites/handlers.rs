@@ -46,7 +46,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bo
         .await?;
     match made {
         Ok((code, expires)) => {
-            tracing::info!("invitation code made by a member");
+            tracing::debug!("invitation code made by a member");
             render(
                 ctx,
                 me,

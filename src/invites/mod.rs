@@ -381,8 +381,13 @@ pub fn create_for_member(
     Ok(Ok((code, expires_at)))
 }
 
-/// Delete a member's codes, inside a caller's transaction (for the deletion cascade).
-pub fn delete_member_in(txn: &redb::WriteTransaction, member: &Id) -> Result<(), StoreError> {
+/// Delete the codes a member made, however they leave (registered in the member deletion
+/// cascade), inside the caller's transaction.
+pub fn erase_member_in(
+    txn: &redb::WriteTransaction,
+    member: &Id,
+    _removal: crate::store::cascade::Removal,
+) -> Result<(), StoreError> {
     let mut index = txn.open_table(MEMBER_TO_INVITES)?;
     let mut invites = txn.open_table(INVITES)?;
     let hashes: Vec<[u8; 32]> = index

@@ -7,8 +7,9 @@ use tor_hscrypto::pk::{HsId, HsIdKey, HsIdKeypair};
 use tor_llcrypto::pk::ed25519;
 use zeroize::Zeroizing;
 
-use crate::config::TorConfig;
+use crate::config::Config;
 use crate::crypto::SecretKey;
+use crate::crypto::master::{MasterKeyError, MasterSecret};
 use redb::ReadableTable;
 
 use crate::store::{Record, Store, StoreError, tables};
@@ -33,7 +34,7 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error(
         "the onion identity key in the database is sealed under a master key, but none is \
-         configured: set tor.master_key_credential or tor.master_key_file"
+         configured: set master_key_credential or master_key_file"
     )]
     MasterKeyMissing,
     #[error("the configured master key does not open the onion identity key in the database")]
@@ -117,42 +118,15 @@ impl OnionKey {
     }
 }
 
-/// Read the master key named by the configuration, if any. The key is derived from the
-/// file's bytes (at least 32 of them) with HKDF, so any way of writing 32 random bytes
-/// works (raw, base64, hex).
-pub fn load_master_key(cfg: &TorConfig) -> Result<Option<SecretKey>, KeyError> {
-    // systemd keeps credentials in a private, non-swappable directory of its own; a file
-    // the operator named must not be readable by anyone else.
-    let (path, check_mode) = match (&cfg.master_key_credential, &cfg.master_key_file) {
-        (Some(name), _) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                KeyError::MasterKeyUnreadable {
-                    path: format!("credential {name}"),
-                    reason: "$CREDENTIALS_DIRECTORY is not set (is LoadCredential= configured?)"
-                        .into(),
-                }
-            })?;
-            (std::path::PathBuf::from(dir).join(name), false)
+/// The key that seals the identity, derived from the master key named by the
+/// configuration (see `crypto::master`), if one is configured.
+pub fn load_master_key(config: &Config) -> Result<Option<SecretKey>, KeyError> {
+    let master = MasterSecret::load(config).map_err(|e| match e {
+        MasterKeyError::Unreadable { path, reason } => {
+            KeyError::MasterKeyUnreadable { path, reason }
         }
-        (None, Some(path)) => (path.clone(), true),
-        (None, None) => return Ok(None),
-    };
-    let unreadable = |reason: String| KeyError::MasterKeyUnreadable {
-        path: path.display().to_string(),
-        reason,
-    };
-    if check_mode {
-        crate::hardening::check_private_file(&path).map_err(|e| unreadable(e.to_string()))?;
-    }
-    let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| unreadable(e.to_string()))?);
-    if bytes.len() < 32 {
-        return Err(unreadable("it holds fewer than 32 bytes".into()));
-    }
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"ghostcache master key"), &bytes);
-    let mut key = Zeroizing::new([0u8; 32]);
-    hk.expand(b"onion identity", key.as_mut())
-        .map_err(|_| unreadable("key derivation failed".into()))?;
-    Ok(Some(SecretKey::from_bytes(&key)))
+    })?;
+    Ok(master.map(|m| m.onion_key()))
 }
 
 fn decode(stored: &StoredIdentity, master: Option<&SecretKey>) -> Result<OnionKey, KeyError> {

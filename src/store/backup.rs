@@ -6,8 +6,14 @@
 //! holds exactly what the live database holds — everything sensitive stays sealed — and
 //! none of the stale bytes that free pages of the live file may still contain.
 //!
-//! Restoring is a copy back: stop the service, replace `ghostcache.redb` in the data
-//! directory with the backup file, start the service.
+//! Beside the copy goes a copy of the erasure key file (`<PATH>.keys`), read after the
+//! snapshot was taken and holding only the keys that the snapshot's members name: every
+//! key of a member in the copy was written before the snapshot began, and a member erased
+//! since then is erased in the backup too (their key is gone from the live file).
+//!
+//! Restoring is a copy back: stop the service, replace `ghostcache.redb` and
+//! `ghostcache.redb.keys` in the data directory with the two files of the backup, start
+//! the service.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableHandle};
 
+use super::erasure::{copy_named, keys_path};
+use super::schema::named_slots_in;
 use super::tables::{self, TableVisitor};
 use super::{StoreError, open_read_only};
 
@@ -74,18 +82,24 @@ impl TableVisitor for Copy<'_> {
     }
 }
 
-/// Copy the database at `source` into a new file at `dest`.
+/// Copy the database at `source` into a new file at `dest`, and its erasure key file
+/// into `<dest>.keys`.
 pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
-    if dest.exists() {
-        return Err(BackupError::Exists(dest.display().to_string()));
+    let dest_keys = keys_path(dest);
+    for path in [dest, dest_keys.as_path()] {
+        if path.exists() {
+            return Err(BackupError::Exists(path.display().to_string()));
+        }
     }
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| BackupError::Io { path, source }
     };
     let partial = dest.with_extension("partial");
+    let partial_keys = keys_path(&partial);
     let _ = std::fs::remove_file(&partial);
+    let _ = std::fs::remove_file(&partial_keys);
     // The backup is as private as the database: created 0600, never world-readable.
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -118,6 +132,8 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, BackupError> {
         if src.list_multimap_tables()?.next().is_some() {
             return Err(BackupError::UnknownTable("(a multimap table)".into()));
         }
+        // The keys, read now that the snapshot is taken: every key it names is on disk.
+        copy_named(&keys_path(source), &partial_keys, &named_slots_in(&src)?)?;
         dst.commit().map_err(StoreError::from)?;
         Ok((seen.len(), rows))
     })();
@@ -125,9 +141,11 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, BackupError> {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(&partial_keys);
             return Err(e);
         }
     };
+    std::fs::rename(&partial_keys, &dest_keys).map_err(io(&dest_keys))?;
     std::fs::rename(&partial, dest).map_err(io(dest))?;
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(parent)
@@ -183,7 +201,11 @@ mod tests {
 
         let out = dir.path().join("copy.redb");
         let report = backup(&path, &out).unwrap();
-        assert_eq!(report.rows, 101, "100 names and the schema version");
+        assert_eq!(
+            report.rows, 102,
+            "100 names, the schema version and the key file's id"
+        );
+        assert!(keys_path(&out).exists(), "the key file goes with it");
         let copy = Store::open(&out).unwrap();
         let txn = copy.read().unwrap();
         let t = txn.open_table(tables::USERNAME_TO_USER).unwrap();

@@ -1,9 +1,12 @@
-//! The store: one redb file, `ghostcache.redb`, holding all state.
+//! The store: one redb file, `ghostcache.redb`, holding all state, and beside it the
+//! small file of per-member erasure keys, `ghostcache.redb.keys` (see [`erasure`]).
 //!
 //! redb calls block, so request handlers reach the store through [`Store::run`], which
 //! moves the work to tokio's blocking pool and re-raises a panic there as a panic here.
 
 pub mod backup;
+pub mod cascade;
+pub mod erasure;
 pub mod records;
 pub mod rotate;
 pub mod schema;
@@ -14,7 +17,8 @@ use std::sync::Arc;
 
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, WriteTransaction};
 
-pub use records::{Record, UserRecord};
+pub use erasure::ErasureKeys;
+pub use records::{CredentialScheme, Credentials, Record, UserRecord};
 pub use tables::Id;
 
 /// File name of the database inside the data directory.
@@ -45,6 +49,19 @@ pub enum StoreError {
     Encode(String),
     #[error("blocking task failed: {0}")]
     Join(String),
+    #[error("erasure key file {0}")]
+    Keys(String),
+    #[error(
+        "the erasure key file {0} is missing. It holds the keys without which no account can \
+         log in, and must be restored together with the database (see \"Backups and restore\" \
+         in the README)"
+    )]
+    KeysMissing(String),
+    #[error(
+        "the erasure key file {0} belongs to another database: restore the key file that was \
+         backed up with this database"
+    )]
+    KeysMismatch(String),
 }
 
 macro_rules! redb_error_from {
@@ -65,10 +82,11 @@ redb_error_from!(
     redb::SetDurabilityError
 );
 
-/// Handle to the open database. Cheap to clone.
+/// Handle to the open database and its erasure keys. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    keys: Arc<ErasureKeys>,
 }
 
 impl std::fmt::Debug for Store {
@@ -83,6 +101,12 @@ impl Store {
     /// The file is opened as the single writer: other processes (`ghostcache backup`,
     /// `status`, `onion-address`) may open it read-only at the same time and read
     /// consistent snapshots; a second writer is refused.
+    ///
+    /// The erasure key file beside it (`<path>.keys`) is opened too, or created for a new
+    /// database (and for one written before erasure keys existed, whose accounts are then
+    /// moved under erasure keys and the file compacted, so that no copy of their old
+    /// credentials stays in free pages). A database that names a key file refuses to open
+    /// without that very file. Keys that no record names are erased.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = match Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
@@ -92,9 +116,29 @@ impl Store {
             Ok(db) => db,
             Err(e) => return Err(map_open_error(e)),
         };
-        let store = Self { db: Arc::new(db) };
-        schema::prepare(&store)?;
+        let keys = schema::open_keys(&db, &erasure::keys_path(path))?;
+        let mut store = Self {
+            db: Arc::new(db),
+            keys: Arc::new(keys),
+        };
+        let prepared = schema::prepare(&store)?;
+        if prepared.compact {
+            // Nothing else holds the database yet: compaction needs it to itself.
+            if let Some(db) = Arc::get_mut(&mut store.db) {
+                while db
+                    .compact()
+                    .map_err(|e| StoreError::Db(redb::Error::from(e)))?
+                {}
+            }
+        }
+        store.keys.collect_garbage(&schema::named_slots(&store)?)?;
+        store.keys.ensure_reserve()?;
         Ok(store)
+    }
+
+    /// The erasure keys.
+    pub fn keys(&self) -> &ErasureKeys {
+        &self.keys
     }
 
     /// Begin a write transaction. Every commit is durable (fsync) and uses redb's two-phase

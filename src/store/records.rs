@@ -35,20 +35,16 @@ pub trait Record: Serialize + DeserializeOwned {
     }
 }
 
-/// A member.
+/// A member (table `users_v2`).
+///
+/// What would let anyone test a password or open the member's data — salt, verifiers,
+/// wrapped data key — is not here in clear: it is the sealed [`Credentials`], under the
+/// member's erasure key in the key file (`store/erasure.rs`). The record of a departed
+/// member who became a decoy has the same shape, with credentials that match no password.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct UserRecord {
     /// Normalised username (what everybody sees).
     pub username: String,
-    /// argon2id salt, shared by the password and the destruction password.
-    pub salt: [u8; 16],
-    pub kdf: KdfParams,
-    /// `HKDF(argon2id(password), "auth")`.
-    pub password_verifier: Verifier,
-    /// `HKDF(argon2id(destruction password), "auth")`.
-    pub destruction_verifier: Verifier,
-    /// The member's `data_key`, Fernet-sealed under `HKDF(argon2id(password), "kek")`.
-    pub wrapped_data_key: String,
     /// Delivery public key, SubjectPublicKeyInfo DER, in clear.
     pub delivery_public: Vec<u8>,
     /// Delivery private key, PKCS#8 DER, Fernet-sealed under `data_key`.
@@ -56,6 +52,17 @@ pub struct UserRecord {
     /// Day number (Unix time / 86400) of the last login; day-granular so that the file
     /// does not keep precise login times.
     pub last_login_day: i64,
+    /// Day number of the last day on which a login attempt for this name was turned away
+    /// by the login limiter without being checked (0: never). Inactivity counts from the
+    /// later of this and `last_login_day`, so that nobody kept out by us is deleted.
+    pub kept_out_day: i64,
+    /// Slot of the member's erasure key in the key file.
+    pub erasure_slot: u32,
+    /// [`Credentials`], Fernet-sealed under the erasure key.
+    pub credentials_sealed: String,
+    /// The member departed and this is their decoy; their data is still being erased
+    /// (done in the background after a destruction, resumed at start-up).
+    pub erasing: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -65,6 +72,69 @@ impl std::fmt::Debug for UserRecord {
 }
 
 impl Record for UserRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const NAME: &'static str = "user";
+}
+
+/// How a member's passwords are checked; stored with the credentials, so that other ways
+/// can be added beside this one (accounts/credentials.rs holds the one function that
+/// checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialScheme {
+    /// `m = argon2id(password, salt)`; the verifier is `HKDF(m, "auth")`, and
+    /// `HKDF(m, "kek")` wraps the data key. With `peppered`, the stored verifiers are
+    /// `HMAC(pepper, verifier)` and the wrapped data key has an outer Fernet layer under a
+    /// key derived from the pepper.
+    Argon2Hkdf { peppered: bool },
+}
+
+/// A member's credentials, stored sealed under their erasure key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub scheme: CredentialScheme,
+    /// argon2id salt, shared by the password and the destruction password.
+    pub salt: [u8; 16],
+    pub kdf: KdfParams,
+    /// The password's verifier, in the stored form the scheme says.
+    pub password_verifier: Verifier,
+    /// The destruction password's verifier, in the same form.
+    pub destruction_verifier: Verifier,
+    /// The member's `data_key`, wrapped as the scheme says.
+    pub wrapped_data_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record for Credentials {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "credentials";
+}
+
+impl Credentials {
+    /// Seal under an erasure key.
+    pub fn seal(&self, key: &crate::crypto::SecretKey) -> Result<String, StoreError> {
+        // Encoded by hand into zeroizing buffers (`Record::encode` would leave copies).
+        let body = zeroize::Zeroizing::new(
+            postcard::to_stdvec(self).map_err(|e| StoreError::Encode(e.to_string()))?,
+        );
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(body.len() + 1));
+        plain.push(Self::VERSION);
+        plain.extend_from_slice(&body);
+        key.seal(&plain)
+            .map_err(|e| StoreError::Encode(format!("credentials: {e}")))
+    }
+
+    /// Open with an erasure key.
+    pub fn open(token: &str, key: &crate::crypto::SecretKey) -> Result<Self, StoreError> {
+        let plain = key
+            .open(token)
+            .map_err(|_| StoreError::Corrupt("credentials do not open under their key".into()))?;
+        Self::decode(&plain)
+    }
 }

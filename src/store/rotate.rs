@@ -1,11 +1,13 @@
 //! Scheduled backups: `ghostcache backup --into DIR --keep N` writes a new backup named
 //! after the time (`ghostcache-YYYY-MM-DDTHHMMSSZ.redb`, UTC) into DIR and then removes
-//! the oldest backups so that N remain. Only files with exactly that name shape are ever
-//! removed; anything else in DIR is left alone.
+//! the oldest backups so that N remain, each with its erasure key file (`….redb.keys`).
+//! Only files with exactly that name shape (and their key files) are ever removed;
+//! anything else in DIR is left alone.
 
 use std::path::{Path, PathBuf};
 
 use super::backup::{BackupError, BackupReport, backup};
+use super::erasure::keys_path;
 use crate::clock::UnixTime;
 
 const PREFIX: &str = "ghostcache-";
@@ -85,7 +87,7 @@ pub fn backup_and_rotate(
     let base = stem(now);
     let mut target = dir.join(format!("{base}{SUFFIX}"));
     let mut n = 0u32;
-    while target.exists() {
+    while target.exists() || keys_path(&target).exists() {
         n += 1;
         target = dir.join(format!("{base}-{n}{SUFFIX}"));
     }
@@ -105,6 +107,13 @@ pub fn backup_and_rotate(
     ours.sort_by(|a, b| b.0.cmp(&a.0));
     let mut removed = Vec::new();
     for (_, path) in ours.into_iter().skip(keep) {
+        // The key file first: a backup without it opens nothing, one without the
+        // database is useless anyway.
+        match std::fs::remove_file(keys_path(&path)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         std::fs::remove_file(&path).map_err(io)?;
         removed.push(path);
     }

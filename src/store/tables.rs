@@ -14,8 +14,9 @@ pub type Id = [u8; 16];
 /// for the schema version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 
-/// Members. Key: user id. Value: `UserRecord`.
-pub const USERS: TableDefinition<Id, &[u8]> = TableDefinition::new("users_v1");
+/// Members (and decoys of departed members). Key: user id. Value: `UserRecord`, whose
+/// credentials are sealed under the member's erasure key (`store/erasure.rs`).
+pub const USERS: TableDefinition<Id, &[u8]> = TableDefinition::new("users_v2");
 
 /// Username index. Key: normalised username (NFKC + case fold). Value: user id.
 pub const USERNAME_TO_USER: TableDefinition<&str, Id> = TableDefinition::new("username_to_user_v1");

@@ -262,6 +262,16 @@ impl Ctx {
         self.session = Some(session);
     }
 
+    /// Take back a session started by this request before its answer leaves (the account
+    /// changed under the login): the session ends and its cookie is never sent.
+    pub fn undo_session_start(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.state.sessions.remove(&s);
+        }
+        let name = format!("{}=", self.cookie_name(SESSION_COOKIE));
+        self.set_cookies.retain(|c| !c.starts_with(&name));
+    }
+
     /// Log out: end the session and tell the browser to forget the cookie.
     pub fn end_session(&mut self) {
         if let Some(s) = self.session.take() {

@@ -190,6 +190,18 @@ impl Sessions {
         });
     }
 
+    /// End every session of a member but `keep` (a password change: whoever else was
+    /// logged in is logged out).
+    pub fn remove_user_except(&self, user_id: &Id, keep: &Session) {
+        self.map.lock().retain(|_, s| {
+            let other = &s.user_id == user_id && s.id_hash != keep.id_hash;
+            if other {
+                s.end();
+            }
+            !other
+        });
+    }
+
     /// Remove expired sessions; returns the members whose sessions ended.
     pub fn reap(&self, now: UnixTime) -> Vec<Id> {
         let mut ended = Vec::new();
@@ -303,6 +315,19 @@ mod tests {
         let ended = session.ended();
         s.remove_user(&[3; 16]);
         assert!(*ended.borrow(), "account deletion ends the session");
+        let (_, kept) = s.create([6; 16], "f".into(), SecretKey::generate(), 0);
+        let (_, other) = s.create([6; 16], "f".into(), SecretKey::generate(), 0);
+        let (kept_ended, other_ended) = (kept.ended(), other.ended());
+        s.remove_user_except(&[6; 16], &kept);
+        assert!(
+            *other_ended.borrow(),
+            "a password change ends the other sessions"
+        );
+        assert!(
+            !*kept_ended.borrow() && s.still_live(&kept, 0),
+            "but not this one"
+        );
+        s.remove(&kept);
         let (_, session) = s.create([4; 16], "d".into(), SecretKey::generate(), 0);
         let ended = session.ended();
         assert_eq!(s.reap(900), vec![[4; 16]]);

@@ -504,8 +504,11 @@ async fn deleting_an_account_removes_its_connections_requests_blocks_messages_an
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(rows(&store, PAIRS), 1);
-    assert_eq!(rows(&store, MEMBER_TO_PAIRED), 2);
+    // A decoy keeps her name until inactivity frees it (see tests/it/decoy.rs), and with
+    // it her denial of rosa and her block of sam, so that she stays hidden from them as
+    // she was; her connections, her request and every message and key are gone.
+    assert_eq!(rows(&store, PAIRS), 3);
+    assert_eq!(rows(&store, MEMBER_TO_PAIRED), 6);
     assert_eq!(rows(&store, CONNECTIONS), 1);
     assert_eq!(rows(&store, CONNECTION_SECRETS), 2);
     assert_eq!(rows(&store, MESSAGES), 1);
@@ -534,6 +537,26 @@ async fn deleting_an_account_removes_its_connections_requests_blocks_messages_an
         omar.get(&format!("/chat/{unrelated}")).await.status,
         StatusCode::OK
     );
+    for c in [&mut *rosa, &mut *sam] {
+        assert!(
+            c.get("/search?q=nora")
+                .await
+                .text()
+                .contains("No member found")
+        );
+    }
+    // When the decoy goes (inactivity), nothing of nora is left.
+    server.clock.advance(20 * 86_400);
+    for (c, name) in [(&mut *omar, "omar"), (&mut *pia, "pia")] {
+        assert_eq!(
+            c.login(name, crate::support::PW).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+    server.clock.advance(12 * 86_400);
+    ghostcache::sweeper::sweep(server.state()).await.unwrap();
+    assert_eq!(rows(&store, PAIRS), 1);
+    assert_eq!(rows(&store, MEMBER_TO_PAIRED), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use ghostcache::store::tables::{MESSAGE_DEADLINES, MESSAGES, UNDELIVERED};
 
 /// The delete form beside the message whose text is `text` on a chat or group page:
 /// (action, seq, message id).
-fn delete_form(page: &Resp, text: &str) -> (String, String, String) {
+pub(crate) fn delete_form(page: &Resp, text: &str) -> (String, String, String) {
     let doc = page.html();
     let article = scraper::Selector::parse("section.history article.msg").unwrap();
     let body = scraper::Selector::parse(".text").unwrap();
@@ -48,7 +48,13 @@ fn delete_form(page: &Resp, text: &str) -> (String, String, String) {
 }
 
 /// POST a delete form with `c`'s CSRF token (from `page`, a page of theirs).
-async fn post_delete(c: &mut Client, page: &str, action: &str, seq: &str, id: &str) -> Resp {
+pub(crate) async fn post_delete(
+    c: &mut Client,
+    page: &str,
+    action: &str,
+    seq: &str,
+    id: &str,
+) -> Resp {
     let csrf = c.get(page).await.csrf();
     c.post_form(action, &[("csrf", &csrf), ("seq", seq), ("message", id)])
         .await

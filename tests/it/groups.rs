@@ -1057,7 +1057,10 @@ async fn account_deletion_removes_memberships_authored_messages_and_wrapped_keys
         .submit("/settings", "/settings/delete", &[("current_password", PW)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(member_rows(store, &bob), [0, 0, 0, 0, 0]);
+    // Carol's invitation waits for bob's decoy, as it would for a member who does not
+    // answer (see tests/it/decoy.rs); the name key in it is sealed to a delivery key whose
+    // private half is gone. Everything else of bob's is gone.
+    assert_eq!(member_rows(store, &bob), [0, 0, 1, 0, 0]);
     let txn = store.database().begin_read().unwrap();
     let index = txn.open_table(MEMBER_TO_GROUPS).unwrap();
     assert!(index.iter().unwrap().all(|r| r.unwrap().0.value().0 != bob));
@@ -1079,6 +1082,13 @@ async fn account_deletion_removes_memberships_authored_messages_and_wrapped_keys
     assert!(page.text().contains("key epoch 4"));
     gsay(c, &g1, "after bob", "").await;
     assert_eq!(read(a, &g1).await, vec!["alice stays", "after bob"]);
+    let page = c.get(&gpath(&g3)).await;
+    assert!(page.text().contains("bob"), "the invitation still waits");
+    // When the decoy goes (inactivity), so does the invitation.
+    c.get("/").await;
+    server.clock.advance(32 * 86_400);
+    ghostcache::sweeper::sweep(server.state()).await.unwrap();
+    assert_eq!(member_rows(store, &bob), [0, 0, 0, 0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,7 +160,12 @@ async fn a_backup_taken_under_write_load_restores_every_committed_record() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Until the writer has a few registrations acknowledged (the first waits for the key
+    // pool's first RSA key, seconds on a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before: Vec<String> = acked.lock().unwrap().clone();
     assert!(
         !before.is_empty(),
@@ -196,11 +201,19 @@ async fn a_backup_taken_under_write_load_restores_every_committed_record() {
         0o600
     );
 
-    // Restore: a copy back into a fresh data directory, as the README says.
+    // Restore: a copy back into a fresh data directory, as the README says: the database
+    // and its erasure key file, both from the backup.
     let restored = dir.path().join("restored");
     std::fs::create_dir(&restored).unwrap();
     std::fs::set_permissions(&restored, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::copy(&backup, restored.join(ghostcache::store::DB_FILE)).unwrap();
+    let db = restored.join(ghostcache::store::DB_FILE);
+    std::fs::copy(&backup, &db).unwrap();
+    let keys = ghostcache::store::erasure::keys_path(&backup);
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::copy(&keys, ghostcache::store::erasure::keys_path(&db)).unwrap();
     std::fs::copy(data.with_extension("toml"), restored.with_extension("toml")).unwrap();
     let server = serve(&restored, &dir.path().join("restored.stderr"));
     let mut c = Client::new(server.http.unwrap());

@@ -186,3 +186,38 @@ pub fn dump<K: redb::Key + 'static, V: redb::Value + 'static>(
         })
         .collect()
 }
+
+/// Create a group through the list page's form; the group's page (without the notice).
+pub async fn create_group(c: &mut Client, name: &str) -> String {
+    let r = c
+        .submit("/chat/groups", "/chat/create", &[("name", name)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "create: {}", r.text());
+    let location = r.header("location").unwrap();
+    location.split('?').next().unwrap().to_owned()
+}
+
+/// `creator` makes a group named `name` and `member` (named `member_name`, one of the
+/// creator's connections) joins it. Returns the group's page.
+pub async fn group_with(
+    creator: &mut Client,
+    name: &str,
+    member: &mut Client,
+    member_name: &str,
+) -> String {
+    let group = create_group(creator, name).await;
+    let id = group.strip_prefix("/chat/group/").unwrap().to_owned();
+    let r = creator
+        .submit(
+            &group,
+            "/chat/invite",
+            &[("group", &id), ("username", member_name)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "invite: {}", r.text());
+    let r = member
+        .submit("/chat/groups", "/chat/accept", &[("group", &id)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "join: {}", r.text());
+    group
+}
