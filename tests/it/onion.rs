@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,21 +57,14 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         std::thread::sleep(Duration::from_secs(left + 45));
     }
 
-    let data = out.join("data");
-    let master = out.join("master.key");
-    std::fs::write(&master, crate::support::server::random_key_material()).unwrap();
-    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = |prefix: bool| {
-        let path = out.join(format!("ghostcache-{prefix}.toml"));
-        let text = format!(
-            "data_dir = \"{}\"\n[server]\nonion_cookie_prefix = {prefix}\n[crypto]\nrsa_bits = 2048\n\
-             [tor]\nmaster_key_file = \"{}\"\nintro_rate_per_sec = 0\n{}",
-            data.display(),
-            master.display(),
-            net.ghostcache_network_toml()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        process::onion_config(
+            net,
+            &out,
+            &format!("ghostcache-{prefix}.toml"),
+            &format!("onion_cookie_prefix = {prefix}\n"),
+            "",
+        )
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

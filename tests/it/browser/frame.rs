@@ -5,6 +5,7 @@
 
 use hyper::StatusCode;
 
+use crate::groups::{add, create_group};
 use crate::support::chat::{connect, frame_stream};
 use crate::support::{Client, TestServer};
 
@@ -16,20 +17,8 @@ async fn member(server: &TestServer, name: &str) -> Client {
 
 /// A group of `creator` with `invitee` in it; its id.
 async fn group_of_two(creator: &mut Client, invitee: &mut Client, name: &str) -> String {
-    let r = creator
-        .submit("/chat/groups", "/chat/create", &[("name", "Frame")])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    let page = r.header("location").unwrap().to_owned();
-    let id = page.strip_prefix("/chat/group/").unwrap().to_owned();
-    let r = creator
-        .submit(&page, "/chat/invite", &[("group", &id), ("username", name)])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    let r = invitee
-        .submit("/chat/groups", "/chat/accept", &[("group", &id)])
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let id = create_group(creator, "Frame").await;
+    add(creator, &id, invitee, name).await;
     id
 }
 

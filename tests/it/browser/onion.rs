@@ -11,7 +11,6 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -118,21 +117,7 @@ fn journey_at(level: Level, socks: &[SocketAddr], out: &Path, address: &str) {
 /// `ghostcache serve` on the private network with its default configuration, except a
 /// smaller RSA key (speed) and no introduction rate limit (tests reconnect often).
 fn start_site(net: &TorNet, out: &Path) -> Serve {
-    let data = out.join("data");
-    let master = out.join("master.key");
-    std::fs::write(&master, crate::support::server::random_key_material()).unwrap();
-    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = out.join("ghostcache.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n[crypto]\nrsa_bits = 2048\n[tor]\nmaster_key_file = \"{}\"\nintro_rate_per_sec = 0\n{}",
-            data.display(),
-            master.display(),
-            net.ghostcache_network_toml()
-        ),
-    )
-    .unwrap();
+    let config = crate::support::process::onion_config(net, out, "ghostcache.toml", "", "");
     let site = Serve::start(
         &["--config", config.to_str().unwrap()],
         &out.join("ghostcache.stderr"),

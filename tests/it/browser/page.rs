@@ -68,10 +68,11 @@ impl Member {
 
     // ---- where we are -------------------------------------------------
 
-    /// The current address without the origin (`/chat/…?…`).
+    /// The current address without the origin and without the query (`/chat/…`).
     pub fn path(&self) -> String {
         let url = self.b.current_url().unwrap();
-        url.strip_prefix(&self.origin).unwrap_or(&url).to_owned()
+        let path = url.strip_prefix(&self.origin).unwrap_or(&url);
+        path.split('?').next().unwrap_or(path).to_owned()
     }
 
     /// A predicate on URLs: this member's origin, then `path`, then nothing or a query;

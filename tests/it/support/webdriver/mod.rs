@@ -341,65 +341,51 @@ impl Browser {
             .collect()
     }
     pub fn find_in(&self, parent: &Element, css: &str) -> Result<Element> {
-        let v = self.cmd(
-            "POST",
-            &format!("/element/{}/element", parent.0),
-            Some(&json!({ "using": "css selector", "value": css })),
-        )?;
-        to_element(&v)
+        let by = json!({ "using": "css selector", "value": css });
+        to_element(&self.on("POST", parent, "element", Some(&by))?)
     }
     /// The focused element.
     pub fn active_element(&self) -> Result<Element> {
         to_element(&self.cmd("GET", "/element/active", None)?)
     }
+    /// An element command: `what` is the part of the address after `/element/<id>/`.
+    fn on(&self, method: &str, el: &Element, what: &str, body: Option<&Value>) -> Result<Value> {
+        self.cmd(method, &format!("/element/{}/{what}", el.0), body)
+    }
     pub fn text(&self, el: &Element) -> Result<String> {
-        as_string(self.cmd("GET", &format!("/element/{}/text", el.0), None)?)
+        as_string(self.on("GET", el, "text", None)?)
     }
     pub fn tag_name(&self, el: &Element) -> Result<String> {
-        as_string(self.cmd("GET", &format!("/element/{}/name", el.0), None)?)
+        as_string(self.on("GET", el, "name", None)?)
     }
     pub fn attribute(&self, el: &Element, name: &str) -> Result<Option<String>> {
-        match self.cmd("GET", &format!("/element/{}/attribute/{name}", el.0), None)? {
+        match self.on("GET", el, &format!("attribute/{name}"), None)? {
             Value::Null => Ok(None),
             v => as_string(v).map(Some),
         }
     }
     pub fn property(&self, el: &Element, name: &str) -> Result<Value> {
-        self.cmd("GET", &format!("/element/{}/property/{name}", el.0), None)
+        self.on("GET", el, &format!("property/{name}"), None)
     }
     /// The computed value of a CSS property.
     pub fn css(&self, el: &Element, property: &str) -> Result<String> {
-        as_string(self.cmd("GET", &format!("/element/{}/css/{property}", el.0), None)?)
+        as_string(self.on("GET", el, &format!("css/{property}"), None)?)
     }
     pub fn is_displayed(&self, el: &Element) -> Result<bool> {
-        let v = self.cmd("GET", &format!("/element/{}/displayed", el.0), None)?;
+        let v = self.on("GET", el, "displayed", None)?;
         v.as_bool()
             .ok_or_else(|| Error::Protocol(format!("not a bool: {v}")))
     }
     /// Type text into an element (use [`KEY_ENTER`] etc. for special keys).
     pub fn send_keys(&self, el: &Element, text: &str) -> Result<()> {
-        self.cmd(
-            "POST",
-            &format!("/element/{}/value", el.0),
-            Some(&json!({ "text": text })),
-        )
-        .map(|_| ())
+        let text = json!({ "text": text });
+        self.on("POST", el, "value", Some(&text)).map(|_| ())
     }
     pub fn clear(&self, el: &Element) -> Result<()> {
-        self.cmd(
-            "POST",
-            &format!("/element/{}/clear", el.0),
-            Some(&json!({})),
-        )
-        .map(|_| ())
+        self.on("POST", el, "clear", Some(&json!({}))).map(|_| ())
     }
     pub fn click(&self, el: &Element) -> Result<()> {
-        self.cmd(
-            "POST",
-            &format!("/element/{}/click", el.0),
-            Some(&json!({})),
-        )
-        .map(|_| ())
+        self.on("POST", el, "click", Some(&json!({}))).map(|_| ())
     }
     /// Find by CSS, clear, then type.
     pub fn fill(&self, css: &str, text: &str) -> Result<Element> {
@@ -436,8 +422,7 @@ impl Browser {
 
     /// Wait until `el` belongs to a document that is no longer current.
     pub fn wait_stale(&self, el: &Element, timeout: Duration) -> Result<()> {
-        let path = format!("/element/{}/name", el.0);
-        self.wait_until(timeout, |b| match b.cmd("GET", &path, None) {
+        self.wait_until(timeout, |b| match b.on("GET", el, "name", None) {
             Ok(_) => Ok(false),
             Err(e) if e.is_stale() => Ok(true),
             Err(e) => Err(e),
