@@ -191,17 +191,7 @@ async fn opener(
     after: u64,
 ) -> Result<Response<Body>, AppError> {
     let session = ctx.require_session()?;
-    let me = session.user_id;
-    let data_key = session.data_key.clone();
-    let may_read = ctx
-        .state
-        .store
-        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
-        .await?
-        .is_some();
-    if !may_read {
-        return Err(AppError::NotFound);
-    }
+    open_thread(&ctx.state, &session, kind, conversation).await?;
     let mut doc = views::live_head();
     doc.push_str(&views::live_end_reload_to(
         0,
@@ -233,14 +223,8 @@ async fn start(
         }
         Err(SubscribeError::Closed) => return Err(AppError::Busy),
     };
-    let data_key = session.data_key.clone();
     let now = ctx.now;
-    let conv = state
-        .store
-        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let conv = Arc::new(conv);
+    let conv = Arc::new(open_thread(&state, &session, kind, conversation).await?);
     let (initial, skipped) = {
         let c = Arc::clone(&conv);
         state
@@ -288,6 +272,21 @@ async fn start(
     let mut response = Response::new(ChannelBody(rx).boxed());
     framable(&mut response);
     Ok(response)
+}
+
+/// The conversation as the session's member reads it; not found when they may not.
+async fn open_thread(
+    state: &AppState,
+    session: &Session,
+    kind: Kind,
+    conversation: Id,
+) -> Result<Thread, AppError> {
+    let (me, data_key) = (session.user_id, session.data_key.clone());
+    state
+        .store
+        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 /// Append messages and a group's events to `out` in the order of their numbers, the

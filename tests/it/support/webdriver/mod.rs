@@ -544,22 +544,7 @@ impl Browser {
 
     /// Cookies visible to the current document's URL (HttpOnly included).
     pub fn cookies(&self) -> Result<Vec<Cookie>> {
-        let v = self.cmd("GET", "/cookie", None)?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| Error::Protocol(format!("not an array: {v}")))?;
-        Ok(arr
-            .iter()
-            .map(|c| Cookie {
-                name: c["name"].as_str().unwrap_or("").into(),
-                value: c["value"].as_str().unwrap_or("").into(),
-                domain: c["domain"].as_str().unwrap_or("").into(),
-                path: c["path"].as_str().unwrap_or("").into(),
-                secure: c["secure"].as_bool().unwrap_or(false),
-                http_only: c["httpOnly"].as_bool().unwrap_or(false),
-                same_site: c["sameSite"].as_str().unwrap_or("").into(),
-            })
-            .collect())
+        to_cookies(&self.cmd("GET", "/cookie", None)?)
     }
 
     /// Firefox only, with `chrome_access`: the cookies of `host` in private browsing
@@ -571,31 +556,13 @@ impl Browser {
                 "const [host] = arguments;\
                  return Services.cookies\
                    .getCookiesWithOriginAttributes(JSON.stringify({ privateBrowsingId: 1 }), host)\
-                   .map(c => [c.name, c.value, c.host, c.path, c.isSecure, c.isHttpOnly, c.sameSite]);",
+                   .map(c => ({ name: c.name, value: c.value, domain: c.host, path: c.path,\
+                                secure: c.isSecure, httpOnly: c.isHttpOnly,\
+                                sameSite: ['None', 'Lax', 'Strict'][c.sameSite] }));",
                 &[json!(host)],
             )
         })?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| Error::Protocol(format!("not an array: {v}")))?;
-        Ok(arr
-            .iter()
-            .map(|c| Cookie {
-                name: c[0].as_str().unwrap_or("").into(),
-                value: c[1].as_str().unwrap_or("").into(),
-                domain: c[2].as_str().unwrap_or("").into(),
-                path: c[3].as_str().unwrap_or("").into(),
-                secure: c[4].as_bool().unwrap_or(false),
-                http_only: c[5].as_bool().unwrap_or(false),
-                // nsICookie: 0 none, 1 lax, 2 strict.
-                same_site: match c[6].as_u64() {
-                    Some(2) => "Strict",
-                    Some(1) => "Lax",
-                    _ => "None",
-                }
-                .into(),
-            })
-            .collect())
+        to_cookies(&v)
     }
 
     // ---- screenshots --------------------------------------------------
@@ -670,6 +637,25 @@ fn as_u32(v: &Value) -> Result<u32> {
     v.as_f64()
         .map(|f| f.round() as u32)
         .ok_or_else(|| Error::Protocol(format!("expected a number, got {v}")))
+}
+
+/// Cookies in WebDriver's JSON form.
+fn to_cookies(v: &Value) -> Result<Vec<Cookie>> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| Error::Protocol(format!("not an array: {v}")))?;
+    Ok(arr
+        .iter()
+        .map(|c| Cookie {
+            name: c["name"].as_str().unwrap_or("").into(),
+            value: c["value"].as_str().unwrap_or("").into(),
+            domain: c["domain"].as_str().unwrap_or("").into(),
+            path: c["path"].as_str().unwrap_or("").into(),
+            secure: c["secure"].as_bool().unwrap_or(false),
+            http_only: c["httpOnly"].as_bool().unwrap_or(false),
+            same_site: c["sameSite"].as_str().unwrap_or("").into(),
+        })
+        .collect())
 }
 
 fn to_element(v: &Value) -> Result<Element> {
