@@ -109,19 +109,8 @@ pub async fn dispatch(
     match route {
         ChatRoute::Page(id) if post => post_message(ctx, req, id).await,
         ChatRoute::Page(id) => page(ctx, req, id).await,
-        ChatRoute::Live(id) => {
-            // Errors here are shown inside the chat page's frame, so they are framable.
-            let after = ctx.query(&req).ok().and_then(|q| match q.get("after") {
-                None => Some(0),
-                Some(a) => a.parse::<u64>().ok(),
-            });
-            match after {
-                Some(after) => Ok(live::serve(ctx, Kind::Direct, id, after).await),
-                None => Ok(live::frame_error(&AppError::BadRequest(
-                    "The address was not correctly formed.".into(),
-                ))),
-            }
-        }
+        // Errors here are shown inside the page's frame, so they are framable.
+        ChatRoute::Live(id) => Ok(live::serve(ctx, &req, Kind::Direct, id).await),
         ChatRoute::Send => {
             if media_type(req.headers()).as_deref() == Some("application/json") {
                 Ok(json_or_error(send_json(ctx, req).await))

@@ -14,6 +14,15 @@
 //! the order of their numbers, and the member's own messages carry the form that deletes
 //! them (answering into the whole page, `target="_top"`).
 //!
+//! The frame's *first* document is not the stream: the page embeds
+//! `…/live?after=<seq>&first=1`, which answers at once with a short complete document
+//! (what will appear in the frame) ending in a refresh to the stream. A browser shows a
+//! page as loading until every frame's first document has loaded; had the stream been the
+//! first document, Tor Browser would spin the tab's loading indicator (and show
+//! "Transferring data from …") for the stream's whole lifetime. Later loads of a frame
+//! show no loading indicator (measured in Firefox ESR, the Gecko of Tor Browser: see the
+//! README, "Reaching it with Tor Browser").
+//!
 //! Self-destructing messages carry classes that hide them at their deadline by a CSS
 //! animation (see `views::expiry_classes`); when the sweeper deletes one (or its sender
 //! does), the stream also appends `<link rel="stylesheet" href="/chat/expired/<seq>.css">`,
@@ -40,8 +49,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::hub::{Event, SubscribeError, Subscription};
@@ -132,13 +142,64 @@ pub fn frame_error(e: &AppError) -> Response<Body> {
     frame_doc(view.status, view.title, body)
 }
 
-/// `GET /chat/<id>/live?after=<seq>` (and `/chat/group/<id>/live`): answer with the
-/// stream, or with a framable error.
-pub async fn serve(ctx: &mut Ctx, kind: Kind, conversation: Id, after: u64) -> Response<Body> {
-    match start(ctx, kind, conversation, after).await {
-        Ok(r) => r,
-        Err(e) => frame_error(&e),
-    }
+/// `GET /chat/<id>/live?after=<seq>[&first=1]` (and `/chat/group/<id>/live`): the
+/// frame's first document (`first=1`), or the stream; errors as framable documents.
+pub async fn serve(
+    ctx: &mut Ctx,
+    req: &Request<Incoming>,
+    kind: Kind,
+    conversation: Id,
+) -> Response<Body> {
+    let query = ctx.query(req).ok();
+    let after = query.as_ref().and_then(|q| match q.get("after") {
+        None => Some(0),
+        Some(a) => a.parse::<u64>().ok(),
+    });
+    let first = match query.as_ref().map(|q| q.get("first")) {
+        Some(None) => Some(false),
+        Some(Some("1")) => Some(true),
+        _ => None,
+    };
+    let (Some(after), Some(first)) = (after, first) else {
+        return frame_error(&AppError::BadRequest(
+            "The address was not correctly formed.".into(),
+        ));
+    };
+    let answer = if first {
+        opener(ctx, kind, conversation, after).await
+    } else {
+        start(ctx, kind, conversation, after).await
+    };
+    answer.unwrap_or_else(|e| frame_error(&e))
+}
+
+/// The address of the stream that shows what comes after `after`.
+fn stream_path(kind: Kind, conversation: &Id, after: u64) -> String {
+    format!(
+        "{}/live?after={after}",
+        super::thread::page_path(kind, conversation)
+    )
+}
+
+/// The frame's first document: complete at once, so that the page around it finishes
+/// loading, and refreshed straight into the stream. Answers exactly as the stream does to
+/// anyone who may not read the conversation.
+async fn opener(
+    ctx: &mut Ctx,
+    kind: Kind,
+    conversation: Id,
+    after: u64,
+) -> Result<Response<Body>, AppError> {
+    let session = ctx.require_session()?;
+    open_thread(&ctx.state, &session, kind, conversation).await?;
+    let mut doc = views::live_head();
+    doc.push_str(&views::live_end_reload_to(
+        0,
+        &stream_path(kind, &conversation, after),
+    ));
+    let mut response = Response::new(crate::web::response::full(doc));
+    framable(&mut response);
+    Ok(response)
 }
 
 async fn start(
@@ -162,14 +223,8 @@ async fn start(
         }
         Err(SubscribeError::Closed) => return Err(AppError::Busy),
     };
-    let data_key = session.data_key.clone();
     let now = ctx.now;
-    let conv = state
-        .store
-        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let conv = Arc::new(conv);
+    let conv = Arc::new(open_thread(&state, &session, kind, conversation).await?);
     let (initial, skipped) = {
         let c = Arc::clone(&conv);
         state
@@ -217,6 +272,21 @@ async fn start(
     let mut response = Response::new(ChannelBody(rx).boxed());
     framable(&mut response);
     Ok(response)
+}
+
+/// The conversation as the session's member reads it; not found when they may not.
+async fn open_thread(
+    state: &AppState,
+    session: &Session,
+    kind: Kind,
+    conversation: Id,
+) -> Result<Thread, AppError> {
+    let (me, data_key) = (session.user_id, session.data_key.clone());
+    state
+        .store
+        .run(move |s| Thread::open_kind(s, kind, &conversation, &me, &data_key))
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 /// Append messages and a group's events to `out` in the order of their numbers, the

@@ -262,7 +262,7 @@ pub fn chat_page(ctx: &PageCtx, p: &ChatPage<'_>) -> Markup {
                 }
             }
             @if let Some(after) = p.live_after {
-                iframe.live-frame src=(format!("/chat/{id}/live?after={after}"))
+                iframe.live-frame src=(format!("/chat/{id}/live?after={after}&first=1"))
                     title="New messages, as they arrive" {}
             } @else {
                 p { a href=(format!("/chat/{id}")) { "Back to the latest messages" } }
@@ -304,8 +304,21 @@ pub fn live_head() -> String {
     out.push_str(&head);
     out.push_str("<body class=\"live-doc\"><!--");
     out.push_str(&" ".repeat(1024));
-    out.push_str("--><div class=\"live\" aria-live=\"polite\">");
+    // A landmark and a heading (for screen readers only) make the frame's document a
+    // page of its own; the list stays open for what the stream appends.
+    out.push_str(
+        "--><main><h1 class=\"sr-only\">New messages</h1><div class=\"live\" aria-live=\"polite\">",
+    );
+    out.push_str(&live_waiting().into_string());
     out
+}
+
+/// What an empty live frame says: what will appear in it. The stylesheet hides it once a
+/// message or a group event is there (`.live:has(.msg, .event) .waiting`).
+pub fn live_waiting() -> Markup {
+    html! {
+        p.note.waiting { "New messages will appear here as they arrive, without reloading the page." }
+    }
 }
 
 /// A notice inside the live stream (presence changes, catch-up gaps).
@@ -327,14 +340,21 @@ pub const KEEP_ALIVE: &str = "<!-- keep-alive -->\n";
 
 /// The end of a live stream that reloads itself after `delay` seconds.
 pub fn live_end_reload(delay: u64) -> String {
-    format!("</div><meta http-equiv=\"refresh\" content=\"{delay}\"></body></html>\n")
+    format!("</div></main><meta http-equiv=\"refresh\" content=\"{delay}\"></body></html>\n")
+}
+
+/// The end of the frame's first document, which loads the stream at `path` after `delay`
+/// seconds.
+pub fn live_end_reload_to(delay: u64, path: &str) -> String {
+    let meta = html! { meta http-equiv="refresh" content=(format!("{delay}; url={path}")); };
+    format!("</div></main>{}</body></html>\n", meta.into_string())
 }
 
 /// The end of a live stream that stops for good, with a last notice.
 pub fn live_end_final(notice: Markup) -> String {
     let mut out = String::from("</div>");
     out.push_str(&notice.into_string());
-    out.push_str("</body></html>\n");
+    out.push_str("</main></body></html>\n");
     out
 }
 
@@ -351,7 +371,10 @@ pub fn live_message_doc(title: &str, body: Markup) -> Markup {
                 link rel="stylesheet" href=(assets::STYLE.path);
             }
             body.live-doc {
-                p.note role="alert" { (title) ". " (body) }
+                main {
+                    h1.sr-only { (title) }
+                    p.note role="alert" { (title) ". " (body) }
+                }
             }
         }
     }
@@ -468,11 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn the_first_document_of_a_frame_refreshes_into_the_stream() {
+        let end = live_end_reload_to(0, "/chat/abc/live?after=7");
+        assert_eq!(
+            end,
+            "</div></main><meta http-equiv=\"refresh\" content=\"0; url=/chat/abc/live?after=7\"></body></html>\n"
+        );
+    }
+
+    #[test]
     fn live_head_is_an_open_document() {
         let h = live_head();
         assert!(h.starts_with("<!DOCTYPE html>"));
         assert!(h.contains("</head><body"));
-        assert!(h.ends_with("<div class=\"live\" aria-live=\"polite\">"));
+        assert!(h.contains("<main><h1 class=\"sr-only\">New messages</h1>"));
+        assert!(h.contains("<div class=\"live\" aria-live=\"polite\"><p class=\"note waiting\">"));
+        assert!(h.ends_with("</p>"), "the list stays open for messages");
         assert!(h.len() > 1024);
     }
 }

@@ -124,18 +124,8 @@ pub async fn dispatch(
         }
         GroupRoute::Page(id) if post => post_message(ctx, req, id).await,
         GroupRoute::Page(id) => page(ctx, req, id).await,
-        GroupRoute::Live(id) => {
-            let after = ctx.query(&req).ok().and_then(|q| match q.get("after") {
-                None => Some(0),
-                Some(a) => a.parse::<u64>().ok(),
-            });
-            match after {
-                Some(after) => Ok(live::serve(ctx, Kind::Group, id, after).await),
-                None => Ok(live::frame_error(&AppError::BadRequest(
-                    "The address was not correctly formed.".into(),
-                ))),
-            }
-        }
+        // Errors here are shown inside the page's frame, so they are framable.
+        GroupRoute::Live(id) => Ok(live::serve(ctx, &req, Kind::Group, id).await),
     }
 }
 

@@ -281,7 +281,7 @@ pub fn group(ctx: &PageCtx, p: &GroupPage<'_>) -> Markup {
                 }
             }
             @if let Some(after) = p.live_after {
-                iframe.live-frame src=(format!("/chat/group/{id}/live?after={after}"))
+                iframe.live-frame src=(format!("/chat/group/{id}/live?after={after}&first=1"))
                     title="New messages, as they arrive" {}
             } @else {
                 p { a href=(format!("/chat/group/{id}")) { "Back to the latest messages" } }

@@ -41,6 +41,17 @@ pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The icon as a 32×32 PNG, for browsers and tools that do not draw SVG (Tor Browser's
+/// Safest level sets `svg.disabled`). Rendered from `icon.svg`: `assets/README.md`.
+pub static ICON_PNG: LazyLock<Asset> = LazyLock::new(|| {
+    hashed(
+        "icon-32",
+        "png",
+        "image/png",
+        include_bytes!("../../assets/icon-32.png"),
+    )
+});
+
 /// A script of the end-to-end tier: plain JavaScript written in this repository
 /// (`assets/js/`), no build step. Served only to the pages that use it, under a
 /// content-hashed path, and referenced with Subresource Integrity.
@@ -110,8 +121,35 @@ pub fn scripts() -> [&'static Script; 5] {
 
 /// The asset served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
-    [&*STYLE, &*ICON]
+    [&*STYLE, &*ICON, &*ICON_PNG]
         .into_iter()
         .chain(scripts().into_iter().map(|s| &s.asset))
         .find(|a| a.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_png_icon_is_a_32_pixel_square_with_transparency() {
+        let png = ICON_PNG.bytes;
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        // IHDR: width, height, bit depth 8, colour type 6 (RGBA).
+        assert_eq!(png.get(12..16), Some(&b"IHDR"[..]));
+        assert_eq!(png.get(16..24), Some(&[0, 0, 0, 32, 0, 0, 0, 32][..]));
+        assert_eq!(png.get(24..26), Some(&[8, 6][..]));
+    }
+
+    #[test]
+    fn the_stylesheet_loads_no_font_and_nothing_from_elsewhere() {
+        let css = std::str::from_utf8(STYLE.bytes).unwrap();
+        assert!(!css.is_empty());
+        assert!(!css.contains("@font-face"), "no web fonts");
+        assert!(!css.contains("@import"));
+        assert!(
+            !css.contains("url("),
+            "no resource loaded from the stylesheet"
+        );
+    }
 }

@@ -83,6 +83,7 @@ pub fn page_with_scripts(
                 title { (title) " · ghostcache" }
                 link rel="stylesheet" href=(assets::STYLE.path);
                 link rel="icon" type="image/svg+xml" href=(assets::ICON.path);
+                link rel="icon" type="image/png" sizes="32x32" href=(assets::ICON_PNG.path);
                 @for s in scripts {
                     script src=(s.asset.path) integrity=(s.integrity) defer {}
                 }

@@ -93,6 +93,8 @@ async fn a_message_reaches_an_open_live_stream_within_a_second() {
     assert!(!csp.contains("script-src"), "{csp}");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     let src = live_src(&page);
+    assert_eq!(src, format!("/chat/{id}/live?after=1&first=1"));
+    let src = crate::support::chat::frame_stream(&mut bob, &src).await;
     assert_eq!(src, format!("/chat/{id}/live?after=1"));
     // Other pages keep the strict policy.
     let other = bob.get("/connections").await;

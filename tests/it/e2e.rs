@@ -54,7 +54,7 @@ fn texts(b: &Browser, css: &str) -> Vec<String> {
     let v = b
         .execute(
             "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)",
-            json!([css]),
+            &[json!(css)],
         )
         .unwrap();
     serde_json::from_value(v).unwrap()
@@ -82,7 +82,7 @@ fn fill(b: &Browser, css: &str, value: &str) {
     b.wait_until(WAIT, |b| {
         Ok(b.execute(
             "const e = document.querySelector(arguments[0]); return !!e && e.offsetParent !== null",
-            json!([css]),
+            &[json!(css)],
         )? == json!(true))
     })
     .unwrap_or_else(|_| {
@@ -97,7 +97,7 @@ fn fill(b: &Browser, css: &str, value: &str) {
 fn click(b: &Browser, css: &str) {
     b.execute(
         "document.querySelector(arguments[0]).click(); return true",
-        json!([css]),
+        &[json!(css)],
     )
     .unwrap();
 }
@@ -107,7 +107,7 @@ fn wait_ready(b: &Browser) {
         let v = b
             .execute(
                 "const s = document.getElementById('e2e-state'); return s ? s.dataset.ready : null",
-                json!([]),
+                &[],
             )
             .unwrap();
         Ok(v == json!("true"))
@@ -124,10 +124,7 @@ fn wait_url(b: &Browser, part: &str) -> String {
 fn enable(b: &Browser, base: &str) {
     b.navigate(&format!("{base}/e2e/setup")).unwrap();
     b.wait_until(WAIT, |b| {
-        Ok(b.execute(
-            "return !document.getElementById('e2e-enable').hidden",
-            json!([]),
-        )? == json!(true))
+        Ok(b.execute("return !document.getElementById('e2e-enable').hidden", &[])? == json!(true))
     })
     .unwrap();
     fill(b, "#e2e-enable-password", PW);
@@ -140,14 +137,14 @@ fn say(b: &Browser, text: &str, timer: &str) {
     b.execute(
         "document.getElementById('e2e-text').value = arguments[0]; \
          document.getElementById('e2e-timer').value = arguments[1]; return true",
-        json!([text, timer]),
+        &[json!(text), json!(timer)],
     )
     .unwrap();
     click(b, "#e2e-send button[type=submit]");
     wait_text(b, "#e2e-status", "Sent.");
     b.execute(
         "document.getElementById('e2e-status').textContent = ''; return true",
-        json!([]),
+        &[],
     )
     .unwrap();
 }
@@ -159,7 +156,7 @@ fn statuses(b: &Browser) -> Vec<(String, String)> {
             "return Array.from(document.querySelectorAll('#e2e-messages li.msg')).map(e => \
              [e.dataset.status, (e.querySelector('.text') || {textContent: ''}).textContent, \
               e.querySelector('.sig').textContent])",
-            json!([]),
+            &[],
         )
         .unwrap();
     v.as_array()
@@ -345,10 +342,10 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
         fresh.navigate(&conv_url).unwrap();
         fresh
             .wait_until(WAIT, |b| {
-                Ok(b.execute(
-                    "return !document.getElementById('e2e-unlock').hidden",
-                    json!([]),
-                )? == json!(true))
+                Ok(
+                    b.execute("return !document.getElementById('e2e-unlock').hidden", &[])?
+                        == json!(true),
+                )
             })
             .unwrap();
         fill(&fresh, "#e2e-password", PW);

@@ -435,6 +435,8 @@ async fn a_group_live_stream_delivers_and_follows_new_epochs() {
         .unwrap()
         .to_owned();
     // After bob's joining, which is the last thing his page shows.
+    assert_eq!(src, format!("/chat/group/{id}/live?after=3&first=1"));
+    let src = crate::support::chat::frame_stream(b, &src).await;
     assert_eq!(src, format!("/chat/group/{id}/live?after=3"));
     let mut live = LiveStream::open(server.addr, b, &src).await;
     assert_eq!(live.status, StatusCode::OK);

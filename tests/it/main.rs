@@ -14,6 +14,7 @@
 mod support;
 
 mod accounts;
+mod browser;
 mod chat;
 mod connections;
 mod crypto;

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,21 +57,14 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
         std::thread::sleep(Duration::from_secs(left + 45));
     }
 
-    let data = out.join("data");
-    let master = out.join("master.key");
-    std::fs::write(&master, crate::support::server::random_key_material()).unwrap();
-    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = |prefix: bool| {
-        let path = out.join(format!("ghostcache-{prefix}.toml"));
-        let text = format!(
-            "data_dir = \"{}\"\n[server]\nonion_cookie_prefix = {prefix}\n[crypto]\nrsa_bits = 2048\n\
-             [tor]\nmaster_key_file = \"{}\"\nintro_rate_per_sec = 0\n{}",
-            data.display(),
-            master.display(),
-            net.ghostcache_network_toml()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        process::onion_config(
+            net,
+            &out,
+            &format!("ghostcache-{prefix}.toml"),
+            &format!("onion_cookie_prefix = {prefix}\n"),
+            "",
+        )
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -187,7 +179,7 @@ fn onion_service_end_to_end_over_a_private_tor_network() {
 fn browser_registers_and_logs_in(net: &TorNet, address: &str, out: &Path) {
     let origin = format!("http://{address}");
     let cfg = webdriver::Config {
-        extra_args: vec![
+        args: vec![
             format!("--proxy-server=socks5://{}", net.socks_addr()),
             // Nothing is resolved locally: every name goes to the proxy.
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".into(),
@@ -208,17 +200,14 @@ fn browser_registers_and_logs_in(net: &TorNet, address: &str, out: &Path) {
     b.fill("input[name=password]", PW).unwrap();
     b.fill("input[name=d_pass]", DPW).unwrap();
     let form = b.find("form[action='/register']").unwrap();
-    b.submit(&form).unwrap();
-    assert!(
-        b.current_url().unwrap().ends_with("/login?registered=1"),
-        "{}",
-        b.current_url().unwrap()
-    );
+    // Every step waits for the page it leads to before the next touches it.
+    b.submit(&form, |u| u == format!("{origin}/login?registered=1"))
+        .unwrap();
 
     b.fill("input[name=username]", "browseruser").unwrap();
     b.fill("input[name=password]", PW).unwrap();
     let form = b.find("form[action='/login']").unwrap();
-    b.submit(&form).unwrap();
+    b.submit(&form, |u| u == format!("{origin}/")).unwrap();
     let source = b.page_source().unwrap();
     assert!(source.contains("Logged in as"), "{source}");
     assert!(!source.contains("<script"), "pages carry no script");
@@ -242,7 +231,7 @@ fn browser_registers_and_logs_in(net: &TorNet, address: &str, out: &Path) {
 }
 
 /// Fetch the home page until it answers (new circuits between attempts).
-async fn wait_reachable(net: &TorNet, address: &str) {
+pub(crate) async fn wait_reachable(net: &TorNet, address: &str) {
     let started = Instant::now();
     let mut attempt = 0;
     loop {

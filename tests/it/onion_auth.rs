@@ -118,22 +118,13 @@ fn restricted_discovery_admits_only_authorized_tor_clients() {
         std::thread::sleep(Duration::from_secs(left + 45));
     }
 
-    let data = out.join("data");
-    let master = out.join("master.key");
-    std::fs::write(&master, crate::support::server::random_key_material()).unwrap();
-    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = out.join("ghostcache.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n[crypto]\nrsa_bits = 2048\n\
-             [tor]\nmaster_key_file = \"{}\"\nintro_rate_per_sec = 0\nrestricted_discovery = true\n{}",
-            data.display(),
-            master.display(),
-            net.ghostcache_network_toml()
-        ),
-    )
-    .unwrap();
+    let config = process::onion_config(
+        net,
+        &out,
+        "ghostcache.toml",
+        "",
+        "restricted_discovery = true\n",
+    );
     let gc_serve = Serve::start(
         &["--config", config.to_str().unwrap()],
         &out.join("ghostcache.stderr"),

@@ -314,6 +314,33 @@ impl TorNet {
     pub fn socks_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.socks_port))
     }
+
+    /// `n` more SOCKS ports on the client, each isolated from every other (tor never
+    /// shares a circuit between streams from different listeners): one per browser, so
+    /// that each gets its own rendezvous circuit, as each member's own Tor Browser would.
+    /// The main port stays as it is.
+    pub fn isolated_socks_addrs(&self, n: usize) -> io::Result<Vec<SocketAddr>> {
+        let mut c = self.control()?;
+        let current: Vec<String> = c
+            .cmd("GETCONF SocksPort")?
+            .iter()
+            .filter_map(|l| l.split_once("SocksPort=").map(|(_, v)| v.trim().to_owned()))
+            .collect();
+        let ports = free_ports(n)?;
+        let mut set = String::from("SETCONF");
+        for p in current
+            .iter()
+            .cloned()
+            .chain(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+        {
+            let _ = write!(set, " SocksPort=\"{p}\"");
+        }
+        c.cmd(&set)?;
+        Ok(ports
+            .into_iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect())
+    }
     /// v3 identities (hex) of the authorities: arti's `authorities().set_v3idents`.
     pub fn authority_v3idents(&self) -> Vec<String> {
         self.nodes
@@ -717,6 +744,12 @@ fn network() -> &'static TorNet {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tornet-shared");
         let _ = fs::remove_dir_all(&dir);
         let net = TorNet::start(&dir).map_err(|e| e.to_string())?;
+        if let Ok(log) = std::env::var("GC_TOR_CLIENT_LOG") {
+            // Debugging a failed run: the client's info-level log, names unscrubbed.
+            net.control()
+                .and_then(|mut c| c.cmd(&format!("SETCONF Log=\"info file {log}\" SafeLogging=0")))
+                .map_err(|e| e.to_string())?;
+        }
         eprintln!(
             "tornet: shared network ready in {:.1} s under {}",
             net.ready_after.as_secs_f64(),

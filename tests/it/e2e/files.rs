@@ -37,7 +37,7 @@ fn browser(base: &str, session: &str, downloads: &Path) -> Browser {
     prefs.insert("download.prompt_for_download".into(), json!(false));
     let b = Browser::launch(&webdriver::Config {
         javascript: true,
-        extra_prefs: prefs,
+        prefs,
         ..Default::default()
     })
     .expect("chromedriver and chromium");
@@ -59,7 +59,7 @@ fn browser(base: &str, session: &str, downloads: &Path) -> Browser {
 fn visible(b: &Browser, css: &str) -> bool {
     b.execute(
         "const e = document.querySelector(arguments[0]); return !!e && !e.hidden && e.offsetParent !== null",
-        json!([css]),
+        &[json!(css)],
     )
     .unwrap()
         == json!(true)
@@ -72,7 +72,7 @@ fn upload(b: &Browser, base: &str, path: &Path, key: &str) {
         .expect("the script took the form over");
     b.execute(
         "document.querySelector('input[name=key]').value = arguments[0]; return true",
-        json!([key]),
+        &[json!(key)],
     )
     .unwrap();
     let input = b.find("input[name=file]").unwrap();
@@ -92,7 +92,7 @@ fn uploaded(b: &Browser, wait: Duration) -> (String, String) {
         .execute(
             "return [document.getElementById('e2e-file-key').value, \
              document.getElementById('e2e-file-link').getAttribute('href')]",
-            json!([]),
+            &[],
         )
         .unwrap();
     (
@@ -117,7 +117,7 @@ fn start_download(b: &Browser, base: &str, file_page: &str, key: &str) {
         .expect("the script took the download form over");
     b.execute(
         "document.querySelector('#e2e-file-download input[name=key]').value = arguments[0]; return true",
-        json!([key]),
+        &[json!(key)],
     )
     .unwrap();
     click(b, "#e2e-file-download button[type=submit]");
@@ -593,7 +593,7 @@ async fn without_javascript_the_server_encrypts_as_before() {
             .execute(
                 "return [document.querySelector('input.key').value, \
                  document.querySelector('main a[href^=\"/file/\"]').getAttribute('href')]",
-                json!([]),
+                &[],
             )
             .unwrap();
         b.quit().unwrap();

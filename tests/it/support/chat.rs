@@ -90,6 +90,31 @@ pub fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn.open_table(table).unwrap().len().unwrap()
 }
 
+/// A page's live frame, as a browser loads it: `src` (`…/live?after=<seq>&first=1`) is a
+/// short complete document that says what will appear in it and refreshes at once into
+/// the stream. Checks that document; returns the stream's address.
+pub async fn frame_stream(c: &mut Client, src: &str) -> String {
+    assert!(src.ends_with("&first=1"), "{src}");
+    let first = c.get(src).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert!(first.header("transfer-encoding").is_none(), "not streamed");
+    assert_eq!(first.header("x-frame-options"), Some("SAMEORIGIN"));
+    let text = first.text();
+    assert!(
+        text.contains("New messages will appear here as they arrive"),
+        "{text}"
+    );
+    let stream = src.strip_suffix("&first=1").unwrap().to_owned();
+    assert!(
+        text.contains(&format!(
+            "<meta http-equiv=\"refresh\" content=\"0; url={stream}\">"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("</html>\n"), "a complete document");
+    stream
+}
+
 /// A streamed response held open and read as it arrives.
 pub struct LiveStream {
     pub status: StatusCode,

@@ -7,6 +7,7 @@ pub mod process;
 pub mod record;
 pub mod server;
 pub mod socks;
+pub mod torbrowser;
 pub mod webdriver;
 
 pub use client::{Client, Resp};

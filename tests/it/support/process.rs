@@ -178,3 +178,32 @@ pub fn run(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A configuration of `ghostcache serve` on the private Tor network `net`, written to
+/// `out/<name>`: its data in `out/data`, its master key in `out/master.key` (made the first
+/// time), RSA keys of 2048 bits (fast to make) and no rate limit at the introduction
+/// points (tests reconnect often); `server` and `tor` are more lines for those sections.
+pub fn onion_config(
+    net: &crate::tornet::TorNet,
+    out: &Path,
+    name: &str,
+    server: &str,
+    tor: &str,
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let master = out.join("master.key");
+    if !master.exists() {
+        std::fs::write(&master, super::server::random_key_material()).unwrap();
+        std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let path = out.join(name);
+    let text = format!(
+        "data_dir = \"{}\"\n[server]\n{server}[crypto]\nrsa_bits = 2048\n\
+         [tor]\nmaster_key_file = \"{}\"\nintro_rate_per_sec = 0\n{tor}{}",
+        out.join("data").display(),
+        master.display(),
+        net.ghostcache_network_toml()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
