@@ -2,6 +2,7 @@
 //! behind a proxy that records every byte the server receives; and its hostile inputs
 //! over HTTP and the WebSocket.
 
+mod delete;
 mod files;
 mod hostile;
 

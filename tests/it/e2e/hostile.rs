@@ -241,7 +241,7 @@ async fn the_websocket_checks_origin_session_and_frames() {
     assert_eq!(ws.closed().await, (1000, "session ended".into()));
 }
 
-async fn post_json(
+pub async fn post_json(
     c: &mut Client,
     path: &str,
     body: &str,
