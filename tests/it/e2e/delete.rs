@@ -1,36 +1,22 @@
 //! Deleting one's own end-to-end message for everyone (issue 15.2): in Chromium with
 //! JavaScript, the sender's button deletes it, the other member's open page drops it
-//! without a reload and a fresh page never shows it; over HTTP, anything but the sender's
-//! own message is "not found" and changes nothing; at rest, the ciphertext is gone.
-
-use std::time::Duration;
+//! without a reload and a fresh page never shows it (one-to-one and in a group); over
+//! HTTP, anything but the sender's own message is "not found" and changes nothing; at
+//! rest, the ciphertext is gone.
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
 use super::hostile::post_json;
 use super::{
-    browser, click, contains, enable, members, roomy, say, texts, wait_gone, wait_ready, wait_text,
-    wait_url,
+    browser, click, contains, csrf, enable, fill, go_end_to_end, members, roomy, say, texts,
+    wait_gone, wait_ready, wait_text, wait_url,
 };
 use crate::support::chat::{connect, rows};
 use crate::support::{Client, TestServer};
 use ghostcache::e2e::E2eMessageRecord;
 use ghostcache::store::Record;
 use ghostcache::store::tables::{E2E_DEADLINES, E2E_MESSAGES};
-
-/// The CSRF token the end-to-end pages give their script.
-async fn csrf(c: &mut Client) -> String {
-    let page = c.get("/e2e/setup").await;
-    page.html()
-        .select(&scraper::Selector::parse("#e2e-app").unwrap())
-        .next()
-        .unwrap()
-        .value()
-        .attr("data-csrf")
-        .unwrap()
-        .to_owned()
-}
 
 /// The stored messages of `conv`: (seq, record).
 fn stored(store: &ghostcache::store::Store, conv: [u8; 16]) -> Vec<(u64, E2eMessageRecord)> {
@@ -77,16 +63,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
         let (alice, bob) = (browser(&base, &sa), browser(&base, &sb));
         enable(&alice, &base);
         enable(&bob, &base);
-        alice.navigate(&format!("{base}/e2e")).unwrap();
-        wait_text(&alice, "#e2e-connections", "bob");
-        click(&alice, "#e2e-connections li button");
-        let conv_url = wait_url(&alice, "/e2e/c/");
-        bob.navigate(&format!("{base}/e2e")).unwrap();
-        wait_text(&bob, "#e2e-conversations", "they propose");
-        click(&bob, "#e2e-conversations li button");
-        wait_url(&bob, "/e2e/c/");
-        wait_ready(&bob);
-        wait_ready(&alice);
+        let conv_url = go_end_to_end(&alice, &bob, "bob", &base);
         say(&alice, "marker-keep", "");
         say(&alice, "marker-take-back", "3600");
         say(&bob, "marker-bob", "");
@@ -205,7 +182,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
     // alice deletes it with the button: gone from her page, from bob's open page without a
     // reload, and from a page bob loads afresh.
     let page_url = conv_url.clone();
-    let (alice, bob) = tokio::task::spawn_blocking(move || {
+    let phase = tokio::task::spawn_blocking(move || {
         let clicked = alice
             .execute(
                 "const li = Array.from(document.querySelectorAll('#e2e-messages li.msg')) \
@@ -232,11 +209,57 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
             vec!["marker-keep".to_owned(), "marker-bob".to_owned()],
             "the history fetched afresh"
         );
-        (alice, bob)
+
+        // In an end-to-end group, bob takes his message back from alice's open page.
+        alice.navigate(&format!("{base}/e2e")).unwrap();
+        fill(&alice, "#e2e-group-name", "delete-group");
+        click(&alice, "#e2e-create button");
+        let group_url = wait_url(&alice, "/e2e/c/");
+        wait_ready(&alice);
+        fill(&alice, "#e2e-invite-name", "bob");
+        click(&alice, "#e2e-invite button");
+        wait_text(&alice, "#e2e-status", "is invited");
+        bob.navigate(&format!("{base}/e2e")).unwrap();
+        wait_text(&bob, "#e2e-invitations", "alice invites you");
+        click(&bob, "#e2e-invitations li button");
+        wait_url(&bob, "/e2e/c/");
+        wait_ready(&bob);
+        wait_ready(&alice);
+        say(&bob, "marker-group-stays", "");
+        say(&bob, "marker-group-take-back", "");
+        wait_text(&alice, "#e2e-messages .text", "marker-group-take-back");
+        bob.execute(
+            "Array.from(document.querySelectorAll('#e2e-messages li.msg')) \
+             .find(li => li.querySelector('.text').textContent === 'marker-group-take-back') \
+             .querySelector('button.delete').click(); return true",
+            json!([]),
+        )
+        .unwrap();
+        wait_gone(&alice, "#e2e-messages .text", "marker-group-take-back");
+        assert_eq!(
+            texts(&alice, "#e2e-messages .text"),
+            vec!["marker-group-stays".to_owned()]
+        );
+        alice.navigate(&group_url).unwrap();
+        wait_ready(&alice);
+        wait_text(&alice, "#e2e-messages .text", "marker-group-stays");
+        assert_eq!(
+            texts(&alice, "#e2e-messages .text"),
+            vec!["marker-group-stays".to_owned()]
+        );
+        (alice, bob, group_url)
     })
     .await
     .unwrap();
+    let (alice, bob, group_url) = phase;
     drop((alice, bob));
+    let group: [u8; 16] =
+        ghostcache::crypto::b64url_decode_exact(group_url.rsplit('/').next().unwrap()).unwrap();
+    assert_eq!(
+        stored(&store, group).len(),
+        1,
+        "the group keeps one message"
+    );
 
     // On the server: the row and its deadline row are gone, nothing stands in its place;
     // the same request again is "not found".
@@ -254,18 +277,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
     // while a message that stays is (so the search finds what exists).
     let staying = stored(&store, conv)[0].1.ciphertext.clone();
     drop(store);
-    let dir = server.stop().await;
-    let db = dir.path().join(ghostcache::store::DB_FILE);
-    let mut compacted = ghostcache::store::compact(&db);
-    for _ in 0..100 {
-        if !matches!(compacted, Err(ghostcache::store::StoreError::Locked)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        compacted = ghostcache::store::compact(&db);
-    }
-    compacted.unwrap();
-    let bytes = std::fs::read(&db).unwrap();
+    let (_dir, bytes) = server.stop_and_compact().await;
     assert!(contains(&bytes, &staying));
     assert!(
         !contains(&bytes, &take_back.1),
