@@ -35,6 +35,25 @@
     if (li) li.remove();
   }
 
+  // Delete one of your own messages for everyone: the server removes it as its deadline
+  // would and tells the others' open pages (the `expired` event).
+  function deleteButton(seq, when) {
+    const b = el('button', { type: 'button', class: 'link delete',
+      'aria-label': 'Delete for everyone: your message of ' + when }, 'Delete for everyone');
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try {
+        await GC.api('/e2e/api/delete', { conversation: convId, seq });
+        removeMessage(seq);
+        GC.status('Message deleted for everyone.');
+      } catch (e) {
+        b.disabled = false;
+        GC.status('Not deleted: ' + e.message);
+      }
+    });
+    return b;
+  }
+
   async function showMessage(m) {
     if (shown.has(m.seq)) return;
     if (m.expires_at != null && m.expires_at <= serverNow()) return;
@@ -64,6 +83,7 @@
     }
     li.append(head);
     if (text !== null) li.append(el('p', { class: 'text', dir: 'auto' }, text));
+    if (mine) li.append(deleteButton(m.seq, GC.utcMinute(m.sent_at)));
     // Keep server order.
     const after = Array.from(list.children).find((c) => Number(c.dataset.seq) > m.seq);
     list.insertBefore(li, after || null);

@@ -64,6 +64,7 @@ pub enum Action {
     GroupDecline,
     GroupLeave,
     GroupRemove,
+    Delete,
 }
 
 impl E2eRoute {
@@ -83,6 +84,7 @@ impl E2eRoute {
                 "propose" => Action::Propose,
                 "accept" => Action::Accept,
                 "epoch" => Action::Epoch,
+                "delete" => Action::Delete,
                 _ => return None,
             }),
             ["e2e", "api", "group", action] => Self::Action(match *action {
@@ -164,6 +166,19 @@ async fn read_json<T: DeserializeOwned>(
     ctx: &Ctx,
     req: Request<Incoming>,
 ) -> Result<(std::sync::Arc<Session>, T), AppError> {
+    let (session, bytes) = read_json_bytes(ctx, req).await?;
+    let value = serde_json::from_slice(&bytes).map_err(|_| {
+        AppError::BadRequest("The body is not the JSON this address expects.".into())
+    })?;
+    Ok((session, value))
+}
+
+/// The body of a JSON request, unparsed, after checking the session, the CSRF header and
+/// the media type.
+async fn read_json_bytes(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+) -> Result<(std::sync::Arc<Session>, bytes::Bytes), AppError> {
     let session = ctx.require_session()?;
     let token = req
         .headers()
@@ -188,10 +203,7 @@ async fn read_json<T: DeserializeOwned>(
         std::time::Duration::from_secs(cfg.body_timeout_secs),
     )
     .await?;
-    let value = serde_json::from_slice(&bytes).map_err(|_| {
-        AppError::BadRequest("The body is not the JSON this address expects.".into())
-    })?;
-    Ok((session, value))
+    Ok((session, bytes))
 }
 
 async fn run<T: Send + 'static>(
@@ -423,6 +435,14 @@ struct ConvBody {
     conversation: String,
 }
 
+/// `POST /e2e/api/delete`: one of the member's own messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    conversation: String,
+    seq: u64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConnectionBody {
@@ -522,6 +542,7 @@ async fn action(
             )
         }
         Action::Epoch => epoch(ctx, req).await?,
+        Action::Delete => delete(ctx, req).await?,
         Action::GroupCreate => {
             let (session, _body): (_, Value) = read_json(ctx, req).await?;
             let me = session.user_id;
@@ -713,6 +734,33 @@ async fn epoch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Result<Done, E2e
     })
     .await?;
     Ok(told(r, conv))
+}
+
+/// `POST /e2e/api/delete`: the sender deletes their message for everyone, as its
+/// self-destruct deadline would, and the participants' open pages get the `expired` event.
+/// Like the server-sealed deletion, anything that does not name one of the member's own
+/// messages — a malformed body included — is "not found", and nothing changes.
+async fn delete(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Result<Done, E2eError>, AppError> {
+    let (session, bytes) = read_json_bytes(ctx, req).await?;
+    let Some((conv, seq)) = serde_json::from_slice::<DeleteBody>(&bytes)
+        .ok()
+        .and_then(|b| Some((b64url_decode_exact::<16>(&b.conversation)?, b.seq)))
+    else {
+        return Ok(Err(E2eError::NotFound));
+    };
+    let me = session.user_id;
+    let now = ctx.now;
+    let r = run(ctx, move |s| e2e_store::delete_own(s, &me, &conv, seq, now)).await?;
+    Ok(r.map(|members| {
+        Done::Tell(
+            json!({ "ok": true }),
+            members,
+            Event::Expired {
+                conversation: conv,
+                seq,
+            },
+        )
+    }))
 }
 
 /// Parse a message frame's fields into a record (used by the WebSocket).

@@ -1270,6 +1270,37 @@ pub fn expire_due(store: &Store, now: UnixTime) -> Result<Vec<crate::chat::Expir
     Ok(out)
 }
 
+/// `me` deletes their own message `seq` of `conv`, for everyone: the same deletion as its
+/// self-destruct deadline (its row and its deadline row, in one durable transaction).
+/// Returns the active participants, whose open pages are told as for an expiry. Not an
+/// active participant, no such message (or one already past its deadline), or someone
+/// else's: [`E2eError::NotFound`], and nothing changes.
+pub fn delete_own(store: &Store, me: &Id, conv: &Id, seq: u64, now: UnixTime) -> Outcome<Vec<Id>> {
+    let txn = store.write()?;
+    let members = {
+        let Some((_, part)) = load_for_in(&txn, conv, me)? else {
+            refuse!(E2eError::NotFound);
+        };
+        let mut messages = txn.open_table(E2E_MESSAGES)?;
+        let Some(m) = get::<E2eMessageRecord, (Id, u64)>(&messages, (*conv, seq))?.filter(|m| {
+            seq > part.from_seq
+                && &m.header.sender == me
+                && m.header.expires_at.is_none_or(|d| d > now)
+        }) else {
+            refuse!(E2eError::NotFound);
+        };
+        messages.remove((*conv, seq))?;
+        drop(messages);
+        if let Some(deadline) = m.header.expires_at {
+            txn.open_table(E2E_DEADLINES)?
+                .remove((deadline, *conv, seq))?;
+        }
+        active_participants_in(&txn, conv)?
+    };
+    txn.commit()?;
+    Ok(Ok(members))
+}
+
 /// Message `seq` of `conv` if `member` may read it (an active participant who joined
 /// before it) and it has not passed its deadline.
 pub fn message_for(

@@ -11,7 +11,7 @@
 //! IV, ciphertext, signature) and gets `{"t":"ack","ref":…,"seq":…}` or
 //! `{"t":"error","ref":…,"error":…}`; nothing is stored unless every check passed. The
 //! server sends `hello`, `msg` (a new message of one of the member's conversations),
-//! `expired`, `changed` (participants, proposal or epoch), `closed`, `presence` and
+//! `expired` (a message deleted at its deadline or by its sender), `changed` (participants, proposal or epoch), `closed`, `presence` and
 //! `refresh` (events were missed). Limits: a frame or message above [`MAX_FRAME_BYTES`]
 //! closes the socket (1009), a frame that is not the JSON of a send closes it (1007),
 //! binary frames close it (1003), more than [`FRAME_BURST`] frames in a burst (refilled

@@ -2,6 +2,7 @@
 //! behind a proxy that records every byte the server receives; and its hostile inputs
 //! over HTTP and the WebSocket.
 
+mod delete;
 mod files;
 mod hostile;
 
@@ -132,6 +133,36 @@ fn enable(b: &Browser, base: &str) {
     wait_text(b, "#e2e-status", "End-to-end mode is on");
 }
 
+/// `proposer` proposes end-to-end to their first connection, `accepter` (named `name`),
+/// who accepts; the accepter's browser makes the first key. Returns the conversation's URL.
+fn go_end_to_end(proposer: &Browser, accepter: &Browser, name: &str, base: &str) -> String {
+    proposer.navigate(&format!("{base}/e2e")).unwrap();
+    wait_text(proposer, "#e2e-connections", name);
+    click(proposer, "#e2e-connections li button");
+    let conv_url = wait_url(proposer, "/e2e/c/");
+    wait_text(proposer, "#e2e-state", "waiting for them");
+    accepter.navigate(&format!("{base}/e2e")).unwrap();
+    wait_text(accepter, "#e2e-conversations", "they propose");
+    click(accepter, "#e2e-conversations li button");
+    wait_url(accepter, "/e2e/c/");
+    wait_ready(accepter);
+    wait_ready(proposer);
+    conv_url
+}
+
+/// The CSRF token the end-to-end pages give their script.
+pub async fn csrf(c: &mut Client) -> String {
+    let page = c.get("/e2e/setup").await;
+    page.html()
+        .select(&scraper::Selector::parse("#e2e-app").unwrap())
+        .next()
+        .unwrap()
+        .value()
+        .attr("data-csrf")
+        .unwrap()
+        .to_owned()
+}
+
 fn say(b: &Browser, text: &str, timer: &str) {
     wait_ready(b);
     b.execute(
@@ -221,18 +252,7 @@ async fn members_talk_end_to_end_in_browsers_and_the_server_sees_only_ciphertext
             enable(x, &base);
         }
 
-        // alice proposes, bob accepts; bob's browser makes the first key.
-        alice.navigate(&format!("{base}/e2e")).unwrap();
-        wait_text(&alice, "#e2e-connections", "bob");
-        click(&alice, "#e2e-connections li button");
-        let conv_url = wait_url(&alice, "/e2e/c/");
-        wait_text(&alice, "#e2e-state", "waiting for them");
-        bob.navigate(&format!("{base}/e2e")).unwrap();
-        wait_text(&bob, "#e2e-conversations", "they propose");
-        click(&bob, "#e2e-conversations li button");
-        wait_url(&bob, "/e2e/c/");
-        wait_ready(&bob);
-        wait_ready(&alice);
+        let conv_url = go_end_to_end(&alice, &bob, "bob", &base);
 
         // Safety numbers: the same 60 digits on both pages.
         let sn_a = texts(&alice, "#e2e-safety-number").concat();

@@ -649,19 +649,7 @@ async fn a_self_destructing_message_is_gone_from_the_file_after_its_deadline() {
         MessageRecord::decode(v.value()).unwrap().ciphertext
     };
     drop((live, glive));
-    let dir = server.stop().await;
-    let db = dir.path().join(ghostcache::store::DB_FILE);
-    // The stopped server's last tasks may hold the file for a moment longer.
-    let mut compacted = ghostcache::store::compact(&db);
-    for _ in 0..100 {
-        if !matches!(compacted, Err(ghostcache::store::StoreError::Locked)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        compacted = ghostcache::store::compact(&db);
-    }
-    compacted.unwrap();
-    let bytes = std::fs::read(dir.path().join(ghostcache::store::DB_FILE)).unwrap();
+    let (_dir, bytes) = server.stop_and_compact().await;
     assert!(contains(&bytes, staying.as_bytes()));
     for ct in &ciphertexts {
         assert!(

@@ -241,7 +241,7 @@ async fn the_websocket_checks_origin_session_and_frames() {
     assert_eq!(ws.closed().await, (1000, "session ended".into()));
 }
 
-async fn post_json(
+pub async fn post_json(
     c: &mut Client,
     path: &str,
     body: &str,
@@ -267,16 +267,7 @@ async fn end_to_end_routes_refuse_bad_input_and_change_nothing() {
     let server = TestServer::start_with(roomy).await;
     let mut cs = members(&server, &["alice"]).await;
     let a = &mut cs[0];
-    let page = a.get("/e2e/setup").await;
-    let csrf = page
-        .html()
-        .select(&scraper::Selector::parse("#e2e-app").unwrap())
-        .next()
-        .unwrap()
-        .value()
-        .attr("data-csrf")
-        .unwrap()
-        .to_owned();
+    let csrf = super::csrf(a).await;
     let keys = r#"{"generation":1,"scheme":"rsa-pss","enc_public":"AAAA","sign_public":"AAAA","proof":"AAAA","ring":"v1.a.b"}"#;
     let (s, _) = post_json(a, "/e2e/api/keys", keys, None, "application/json").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "no CSRF token");

@@ -78,6 +78,25 @@ impl TestServer {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         self.dir
     }
+
+    /// Stop the server and compact its file, as the operator's `ghostcache compact` does
+    /// (what was deleted is then nowhere in it). Returns the directory and the file's bytes.
+    pub async fn stop_and_compact(self) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = self.stop().await;
+        let db = dir.path().join(ghostcache::store::DB_FILE);
+        // The stopped server's last tasks may hold the file for a moment longer.
+        let mut compacted = ghostcache::store::compact(&db);
+        for _ in 0..100 {
+            if !matches!(compacted, Err(ghostcache::store::StoreError::Locked)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            compacted = ghostcache::store::compact(&db);
+        }
+        compacted.unwrap();
+        let bytes = std::fs::read(&db).unwrap();
+        (dir, bytes)
+    }
 }
 
 /// The configuration every in-process test starts from.
