@@ -79,7 +79,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
                  { const b = li.querySelector('button.delete'); return [li.querySelector('.text') \
                  .textContent, b ? [b.tagName, b.getAttribute('aria-label'), b.tabIndex, \
                  b.textContent] : null]; })",
-                json!([]),
+                &[],
             )
             .unwrap();
         let buttons = buttons.as_array().unwrap();
@@ -188,7 +188,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
                 "const li = Array.from(document.querySelectorAll('#e2e-messages li.msg')) \
                  .find(li => li.querySelector('.text').textContent === 'marker-take-back'); \
                  li.querySelector('button.delete').click(); return true",
-                json!([]),
+                &[],
             )
             .unwrap();
         assert_eq!(clicked, json!(true));
@@ -232,7 +232,7 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
             "Array.from(document.querySelectorAll('#e2e-messages li.msg')) \
              .find(li => li.querySelector('.text').textContent === 'marker-group-take-back') \
              .querySelector('button.delete').click(); return true",
-            json!([]),
+            &[],
         )
         .unwrap();
         wait_gone(&alice, "#e2e-messages .text", "marker-group-take-back");
