@@ -255,24 +255,8 @@ async fn login_cost(s: &Settings) {
     let n = if s.smoke { 2 } else { 20 };
     let mut cost = Vec::with_capacity(n);
     for _ in 0..n {
-        let (_, headers, body) = request(addr, Method::GET, "/login", "", &[], None).await;
-        let pre = common::set_cookie(&headers, "gc_pre").unwrap();
-        let csrf = common::csrf_of(&common::text(body).await);
-        let form = format!(
-            "csrf={csrf}&username=login000&password={}",
-            PASSWORD.replace(' ', "+")
-        );
-        let start = Instant::now();
-        let (status, _, _) = request(
-            addr,
-            Method::POST,
-            "/login",
-            &format!("gc_pre={pre}"),
-            &[],
-            Some((FORM, form)),
-        )
-        .await;
-        cost.push(start.elapsed());
+        let (status, _, took) = common::login_attempt(addr, "login000", PASSWORD).await;
+        cost.push(took);
         assert_eq!(status, StatusCode::SEE_OTHER);
     }
     report(
