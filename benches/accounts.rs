@@ -205,8 +205,8 @@ async fn register(app: &ghostcache::app::RunningApp, names: Vec<String>) {
                     store,
                     &state.accounts,
                     &Username::parse(name).unwrap(),
-                    PASSWORD.as_bytes(),
-                    DESTRUCTION.as_bytes(),
+                    &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
+                    &ghostcache::accounts::secret::Presented::password(DESTRUCTION.as_bytes()),
                     RsaPrivate::from_der(&der).unwrap(),
                     now,
                 )?
@@ -426,8 +426,8 @@ fn file_growth(members: usize) {
             &store,
             &policy,
             &name,
-            PASSWORD.as_bytes(),
-            DESTRUCTION.as_bytes(),
+            &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
+            &ghostcache::accounts::secret::Presented::password(DESTRUCTION.as_bytes()),
             RsaPrivate::from_der(&der).unwrap(),
             0,
         )

@@ -201,8 +201,8 @@ async fn run(s: Settings) {
                         store,
                         &policy,
                         &Username::parse(name).unwrap(),
-                        PASSWORD.as_bytes(),
-                        DESTRUCTION.as_bytes(),
+                        &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
+                        &ghostcache::accounts::secret::Presented::password(DESTRUCTION.as_bytes()),
                         delivery,
                         now,
                     )?

@@ -232,8 +232,8 @@ async fn login_cost(s: &Settings) {
                 store,
                 &policy,
                 &Username::parse("login000").unwrap(),
-                PASSWORD.as_bytes(),
-                DESTRUCTION.as_bytes(),
+                &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
+                &ghostcache::accounts::secret::Presented::password(DESTRUCTION.as_bytes()),
                 delivery,
                 now,
             )?

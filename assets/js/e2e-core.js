@@ -109,9 +109,21 @@
   }
   function wrapStoreKey(me) { return 'gc-e2e-wrap:' + me; }
   function rememberWrap(me, wrap) { sessionStorage.setItem(wrapStoreKey(me), b64u(wrap)); }
+  // The wrapping secret of this tab: remembered per member, or handed over by the login
+  // form (login-secret.js), which knows the name but not the member's id.
   function recalledWrap(me) {
-    const v = sessionStorage.getItem(wrapStoreKey(me));
-    return v ? unb64u(v) : null;
+    const v = sessionStorage.getItem(wrapStoreKey(me.id));
+    if (v) return unb64u(v);
+    const handed = sessionStorage.getItem('gc-login-wrap');
+    sessionStorage.removeItem('gc-login-wrap');
+    try {
+      const h = handed && JSON.parse(handed);
+      if (h && h.name === me.name && typeof h.wrap === 'string') {
+        sessionStorage.setItem(wrapStoreKey(me.id), h.wrap);
+        return unb64u(h.wrap);
+      }
+    } catch (e) { /* not ours: ignored */ }
+    return null;
   }
   async function wrapKey(wrap) {
     return subtle.importKey('raw', wrap, 'AES-GCM', false, ['encrypt', 'decrypt']);
@@ -191,7 +203,7 @@
   async function loadKeys() {
     const me = await api('/e2e/api/me');
     if (!me.keys) return { me: me, ring: null, reason: 'off' };
-    const wrap = recalledWrap(me.id);
+    const wrap = recalledWrap(me);
     if (!wrap) return { me: me, ring: null, reason: 'locked' };
     try {
       const ring = await openRing(me.id, wrap, me.ring);
@@ -406,7 +418,7 @@
   }
 
   window.GC = Object.freeze({
-    b64u, unb64u, concat, sha256, el, status, start, api, derive, rememberWrap, sealRing, openRing,
+    b64u, unb64u, concat, sha256, el, status, start, api, derive, rememberWrap, recalledWrap, sealRing, openRing,
     makeKeys, loadKeys, unlock, unlockFlow, makeEpoch, openEpoch, importPublicKeys, sealMessage,
     openMessage, safetyNumber, connect, utcMinute, nameAd,
   });

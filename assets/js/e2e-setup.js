@@ -26,16 +26,23 @@
       }
     }
     show();
+    // The wrapping key this tab's login derived (login-secret.js), if any: then the
+    // password need not be typed again.
+    const handed = keys.me.keys ? null : GC.recalledWrap(keys.me);
+    const pw = document.getElementById('e2e-enable-password');
+    if (handed) {
+      pw.required = false;
+      pw.closest('label').hidden = true;
+    }
 
     enable.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      const pw = document.getElementById('e2e-enable-password');
       GC.status('Making your keys in this browser…');
       try {
-        const d = await GC.derive(pw.value, keys.me.salt, keys.me.iterations);
+        const wrap = handed || (await GC.derive(pw.value, keys.me.salt, keys.me.iterations)).wrap;
         pw.value = '';
-        await GC.makeKeys(keys.me, d.wrap, null);
-        GC.rememberWrap(keys.me.id, d.wrap);
+        await GC.makeKeys(keys.me, wrap, null);
+        GC.rememberWrap(keys.me.id, wrap);
         keys = await GC.loadKeys();
         show();
       } catch (e) {

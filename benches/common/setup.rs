@@ -42,8 +42,8 @@ pub fn create_member(
         store,
         &policy(),
         &username,
-        PASSWORD.as_bytes(),
-        DESTRUCTION.as_bytes(),
+        &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
+        &ghostcache::accounts::secret::Presented::password(DESTRUCTION.as_bytes()),
         delivery,
         now(),
     )?
@@ -59,7 +59,7 @@ pub fn data_key_of(store: &Store, name: &str) -> SecretKey {
         store,
         &policy(),
         &Username::parse(name).unwrap(),
-        PASSWORD.as_bytes(),
+        &ghostcache::accounts::secret::Presented::password(PASSWORD.as_bytes()),
         now(),
     )
     .unwrap()

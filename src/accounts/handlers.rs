@@ -3,14 +3,15 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use super::secret::Presented;
 use super::views::{self, SettingsForm};
-use super::{AccountError, LoginOutcome, Username, check_password_shape, secret_bytes};
+use super::{AccountError, LoginOutcome, Username, check_password_shape};
 use crate::chat::signing;
 use crate::connections::keys::SignatureScheme;
 use crate::invites::RegistrationMode;
 use crate::web::Ctx;
 use crate::web::error::AppError;
-use crate::web::response::{Body, html, redirect};
+use crate::web::response::{Body, html, html_with_scripts, redirect};
 
 pub async fn home(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
     let q = ctx.query(&req)?;
@@ -42,7 +43,7 @@ pub async fn register_form(
     let csrf = ctx.anonymous_csrf();
     let page = ctx.page();
     let min = ctx.state.config.accounts.min_password_chars;
-    Ok(html(
+    Ok(html_with_scripts(
         StatusCode::OK,
         views::register(
             &page,
@@ -82,7 +83,7 @@ pub async fn register_submit(
         let min = ctx.state.config.accounts.min_password_chars;
         // Echo the name back only when it is short enough to be a real attempt.
         let echo = if typed.len() <= 64 { typed } else { "" };
-        Ok(html(
+        Ok(html_with_scripts(
             status,
             views::register(&page, &csrf, Some(&e.to_string()), echo, min, invite),
         ))
@@ -92,14 +93,26 @@ pub async fn register_submit(
         Err(e) => return refuse(ctx, StatusCode::BAD_REQUEST, &e, typed),
     };
     let min = ctx.state.config.accounts.min_password_chars;
-    let password = secret_bytes(form.text("password"));
-    let destruction = secret_bytes(form.text("d_pass"));
-    for p in [form.text("password"), form.text("d_pass")] {
-        if let Err(e) = check_password_shape(p, min) {
+    let (password, destruction) = match (
+        Presented::from_form(&form, "password"),
+        Presented::from_form(&form, "d_pass"),
+    ) {
+        (Ok(p), Ok(d)) => (p, d),
+        (Err(e), _) | (_, Err(e)) => return refuse(ctx, StatusCode::BAD_REQUEST, &e, typed),
+    };
+    // A password's shape is checked where the password is: here when it came, in the
+    // browser when only its login secret did (the script refuses the same way).
+    for (p, field) in [(&password, "password"), (&destruction, "d_pass")] {
+        if p.is_password()
+            && let Err(e) = check_password_shape(form.text(field), min)
+        {
             return refuse(ctx, StatusCode::BAD_REQUEST, &e, typed);
         }
     }
-    if password == destruction {
+    if password.is_password()
+        && destruction.is_password()
+        && form.text("password") == form.text("d_pass")
+    {
         return refuse(
             ctx,
             StatusCode::BAD_REQUEST,
@@ -195,7 +208,7 @@ pub async fn login_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Respons
         .map(|_| "Your account is ready. Log in with your password.");
     let csrf = ctx.anonymous_csrf();
     let page = ctx.page();
-    Ok(html(
+    Ok(html_with_scripts(
         StatusCode::OK,
         views::login(&page, &csrf, None, notice),
     ))
@@ -206,7 +219,7 @@ pub async fn login_form(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Respons
 fn login_failed(ctx: &mut Ctx) -> Response<Body> {
     let csrf = ctx.anonymous_csrf();
     let page = ctx.page();
-    html(
+    html_with_scripts(
         StatusCode::FORBIDDEN,
         views::login(&page, &csrf, Some("Wrong username or password."), None),
     )
@@ -229,13 +242,37 @@ pub async fn login_submit(
     let Ok(ticket) = ctx.state.gate.admit(&gate_key).await else {
         return Err(AppError::TooManyRequests);
     };
-    let password = secret_bytes(form.text("password"));
+    let presented = match Presented::from_form(&form, "password") {
+        Ok(p) => p,
+        Err(e) => {
+            drop(ticket);
+            let csrf = ctx.anonymous_csrf();
+            let page = ctx.page();
+            return Ok(html_with_scripts(
+                StatusCode::BAD_REQUEST,
+                views::login(&page, &csrf, Some(&e.to_string()), None),
+            ));
+        }
+    };
+    let plain = presented.is_password();
     let policy = std::sync::Arc::clone(&ctx.state.accounts);
     let now = ctx.now;
     let outcome = ctx
         .state
-        .hash_job(move |store| super::check_login(store, &policy, &username, &password, now))
+        .hash_job(move |store| {
+            let outcome = super::check_login(store, &policy, &username, &presented, now)?;
+            // Whether to explain afterwards what a login without JavaScript let the
+            // server see (only for members whose end-to-end keys it concerns).
+            let explain = match &outcome {
+                LoginOutcome::Success { user_id, .. } if plain => {
+                    crate::e2e::store::keys_of(store, user_id)?.is_some()
+                }
+                _ => false,
+            };
+            Ok((outcome, explain))
+        })
         .await?;
+    let (outcome, explain) = outcome;
     match outcome {
         LoginOutcome::Success {
             user_id,
@@ -256,7 +293,11 @@ pub async fn login_submit(
                 return Ok(login_failed(ctx));
             }
             ticket.succeeded();
-            Ok(redirect("/"))
+            Ok(redirect(if explain {
+                crate::e2e::pages::PLAIN_LOGIN_PATH
+            } else {
+                "/"
+            }))
         }
         LoginOutcome::Destroyed(user_id) => {
             // Durable already; the data is erased in the background. Answered like any
@@ -268,6 +309,32 @@ pub async fn login_submit(
     }
 }
 
+/// `GET /login/salt?username=<name>`: what a browser needs to derive the login secret for
+/// a name (`secret.rs`). The same shape for every name, existing or not; nothing in it is
+/// secret (the salt only keeps one installation's derivations apart from another's).
+pub async fn login_salt(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
+    let q = ctx.query(&req)?;
+    let typed = q.get("username").unwrap_or_default().to_owned();
+    if typed.len() > 256 {
+        return Err(AppError::BadRequest("That username is too long.".into()));
+    }
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
+    let params = ctx
+        .state
+        .store
+        .run(move |s| super::login_params(s, &policy, &typed))
+        .await?;
+    Ok(crate::chat::handlers::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "name": params.name,
+            "salt": crate::crypto::b64url(&params.salt),
+            "iterations": params.iterations,
+            "secret": params.sends_secret,
+        }),
+    ))
+}
+
 pub async fn logout(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
     let form = ctx.form(req).await?;
     ctx.check_member_form(&form)?;
@@ -275,19 +342,29 @@ pub async fn logout(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Bo
     Ok(redirect("/"))
 }
 
-fn settings_page(
+async fn settings_page(
     ctx: &mut Ctx,
     status: StatusCode,
     message: Option<(SettingsForm, &str)>,
     notice: Option<&str>,
-) -> Response<Body> {
+) -> Result<Response<Body>, AppError> {
+    let older_login = match ctx.session.as_ref().map(|s| s.user_id) {
+        Some(id) => {
+            ctx.state
+                .store
+                .run(move |s| super::passwords::uses_older_login(s, &id))
+                .await?
+        }
+        None => false,
+    };
     let invites = crate::invites::handlers::members_may_invite(ctx);
     let page = ctx.page();
     let idle = ctx.state.config.accounts.session_idle_timeout_secs / 60;
-    html(
+    let min = ctx.state.config.accounts.min_password_chars;
+    Ok(html_with_scripts(
         status,
-        views::settings(&page, idle, message, notice, invites),
-    )
+        views::settings(&page, idle, message, notice, invites, older_login, min),
+    ))
 }
 
 pub async fn settings(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<Body>, AppError> {
@@ -300,17 +377,41 @@ pub async fn settings(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Some("destruction") => Some("Your destruction password has been changed."),
         _ => None,
     };
-    Ok(settings_page(ctx, StatusCode::OK, None, notice))
+    settings_page(ctx, StatusCode::OK, None, notice).await
 }
 
 fn account_error_status(e: &AccountError) -> StatusCode {
     match e {
         AccountError::WrongPassword => StatusCode::FORBIDDEN,
-        AccountError::Conflict | AccountError::Taken => StatusCode::CONFLICT,
+        AccountError::Conflict
+        | AccountError::Taken
+        | AccountError::OlderLogin
+        | AccountError::NeedsBrowser => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     }
 }
 
+/// The two password fields of a settings form, or why not (shown on the page).
+fn presented_pair(
+    ctx: &Ctx,
+    form: &crate::web::request::Form,
+    new_field: &str,
+) -> Result<(Presented, Presented), String> {
+    let current = Presented::from_form(form, "current_password").map_err(|e| e.to_string())?;
+    let new = Presented::from_form(form, new_field).map_err(|e| e.to_string())?;
+    if new.is_password() {
+        check_password_shape(
+            form.text(new_field),
+            ctx.state.config.accounts.min_password_chars,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok((current, new))
+}
+
+/// `POST /settings/password` (`current_password`, `new_password`, or their `_secret`
+/// forms; with end-to-end keys, `ring` and `ring_generation`: the key ring the browser
+/// wrapped again under the new password, stored in the same commit).
 pub async fn change_password(
     ctx: &mut Ctx,
     req: Request<Incoming>,
@@ -318,27 +419,53 @@ pub async fn change_password(
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let which = SettingsForm::Password;
-    if let Err(e) = check_password_shape(
-        form.text("new_password"),
-        ctx.state.config.accounts.min_password_chars,
-    ) {
-        return Ok(settings_page(
-            ctx,
-            account_error_status(&e),
-            Some((which, &e.to_string())),
-            None,
-        ));
-    }
+    let (current, new) = match presented_pair(ctx, &form, "new_password") {
+        Ok(pair) => pair,
+        Err(e) => {
+            return settings_page(ctx, StatusCode::BAD_REQUEST, Some((which, &e)), None).await;
+        }
+    };
+    let ring = form.text("ring").to_owned();
+    let ring_generation = form.text("ring_generation").parse::<u32>().ok();
     if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
-    let current = secret_bytes(form.text("current_password"));
-    let new = secret_bytes(form.text("new_password"));
     let id = session.user_id;
+    let data_key = session.data_key.clone();
     let policy = std::sync::Arc::clone(&ctx.state.accounts);
+    let browser_wrapped = !new.is_password();
     match ctx
         .state
-        .hash_job(move |store| super::change_password(store, &policy, &id, &current, &new))
+        .hash_job(move |store| {
+            // The end-to-end key ring, if any, changes in the credentials' commit: wrapped
+            // again by the browser, or (no JavaScript, so no browser to do it) the change
+            // is refused rather than leaving keys nobody can open.
+            let also: super::passwords::Also<'_> = Box::new(move |txn| {
+                if !crate::e2e::store::has_keys_in(txn, &id)? {
+                    return Ok(Ok(()));
+                }
+                if !browser_wrapped {
+                    return Ok(Err(AccountError::NeedsBrowser));
+                }
+                let Some(generation) = ring_generation.filter(|_| crate::e2e::api::ring_ok(&ring))
+                else {
+                    return Ok(Err(AccountError::RingMissing));
+                };
+                Ok(
+                    crate::e2e::store::rewrap_in(txn, &id, &data_key, generation, &ring)?
+                        .map_err(|_| AccountError::Conflict),
+                )
+            });
+            super::passwords::change(
+                store,
+                &policy,
+                &id,
+                &current,
+                super::credentials::Which::Password,
+                &new,
+                Some(also),
+            )
+        })
         .await?
     {
         Ok(()) => {
@@ -346,12 +473,15 @@ pub async fn change_password(
             ctx.state.sessions.remove_user_except(&id, &session);
             Ok(redirect("/settings?changed=password"))
         }
-        Err(e) => Ok(settings_page(
-            ctx,
-            account_error_status(&e),
-            Some((which, &e.to_string())),
-            None,
-        )),
+        Err(e) => {
+            settings_page(
+                ctx,
+                account_error_status(&e),
+                Some((which, &e.to_string())),
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -362,22 +492,15 @@ pub async fn change_destruction(
     let form = ctx.form(req).await?;
     let session = ctx.check_member_form(&form)?;
     let which = SettingsForm::Destruction;
-    if let Err(e) = check_password_shape(
-        form.text("new_d_pass"),
-        ctx.state.config.accounts.min_password_chars,
-    ) {
-        return Ok(settings_page(
-            ctx,
-            account_error_status(&e),
-            Some((which, &e.to_string())),
-            None,
-        ));
-    }
+    let (current, new) = match presented_pair(ctx, &form, "new_d_pass") {
+        Ok(pair) => pair,
+        Err(e) => {
+            return settings_page(ctx, StatusCode::BAD_REQUEST, Some((which, &e)), None).await;
+        }
+    };
     if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
-    let current = secret_bytes(form.text("current_password"));
-    let new = secret_bytes(form.text("new_d_pass"));
     let id = session.user_id;
     let policy = std::sync::Arc::clone(&ctx.state.accounts);
     match ctx
@@ -393,12 +516,15 @@ pub async fn change_destruction(
             ctx.state.sessions.remove_user_except(&id, &session);
             Ok(redirect("/settings?changed=destruction"))
         }
-        Err(e) => Ok(settings_page(
-            ctx,
-            account_error_status(&e),
-            Some((which, &e.to_string())),
-            None,
-        )),
+        Err(e) => {
+            settings_page(
+                ctx,
+                account_error_status(&e),
+                Some((which, &e.to_string())),
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -411,7 +537,18 @@ pub async fn delete_account(
     if !ctx.state.limits.password_check_allowed(&session.user_id) {
         return Err(AppError::TooManyRequests);
     }
-    let current = secret_bytes(form.text("current_password"));
+    let current = match Presented::from_form(&form, "current_password") {
+        Ok(c) => c,
+        Err(e) => {
+            return settings_page(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                Some((SettingsForm::Delete, &e.to_string())),
+                None,
+            )
+            .await;
+        }
+    };
     let id = session.user_id;
     let policy = std::sync::Arc::clone(&ctx.state.accounts);
     match ctx
@@ -425,12 +562,15 @@ pub async fn delete_account(
             tracing::debug!("account deleted by its owner");
             Ok(redirect("/?deleted=1"))
         }
-        Err(e) => Ok(settings_page(
-            ctx,
-            account_error_status(&e),
-            Some((SettingsForm::Delete, &e.to_string())),
-            None,
-        )),
+        Err(e) => {
+            settings_page(
+                ctx,
+                account_error_status(&e),
+                Some((SettingsForm::Delete, &e.to_string())),
+                None,
+            )
+            .await
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! A login attempt, from the password to a durable outcome.
 //!
 //! One argon2id computation and two constant-time comparisons, whoever the name belongs
-//! to (nobody, a member, a decoy) and whichever password was given. Then, before the
+//! to (nobody, a member, a decoy) and whichever password was given; before it, when the
+//! password itself came (no JavaScript), the PBKDF2 that makes it a login secret, for a
+//! name nobody has as for a member (`secret.rs`). Then, before the
 //! answer leaves, every attempt that does not log in writes durably, and all of them the
 //! same way:
 //!
@@ -20,6 +22,7 @@
 use redb::ReadableTable;
 
 use super::credentials;
+use super::secret::{self, Presented};
 use super::{
     Policy, Username, activity_day, crypto_to_store, day_of, find_user, inactive,
     update_if_unchanged,
@@ -71,17 +74,19 @@ pub fn check_login(
     store: &Store,
     policy: &Policy,
     username: &Username,
-    password: &[u8],
+    presented: &Presented,
     now: UnixTime,
 ) -> Result<LoginOutcome, StoreError> {
     let pepper = policy.pepper();
+    let name_salt = secret::salt(&secret::installation_secret(store)?, username.as_str());
     let found = find_user(store, username)?;
     let opened = match &found {
         Some((_, record)) => super::open_credentials(store, record)?,
         None => None,
     };
     let creds = opened.as_ref().unwrap_or(&policy.dummy);
-    let check = credentials::check(creds, password, pepper).map_err(crypto_to_store)?;
+    let check =
+        credentials::check(creds, presented, &name_salt, pepper).map_err(crypto_to_store)?;
     // The decoy this attempt would leave, made whatever the outcome.
     let decoy = credentials::decoy(creds, pepper).map_err(crypto_to_store)?;
     let like = found

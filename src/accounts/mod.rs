@@ -8,6 +8,7 @@
 //! - `passwords`: registration and password changes.
 //! - `departure`: decoys, erasure and the member deletion cascade, inactivity.
 //! - `gate`: the per-name login gate (no lockout by strangers).
+//! - `secret`: the login secret a browser with JavaScript sends instead of the password.
 //!
 //! Functions here block (argon2id, redb, the key file) and are called through `Store::run`
 //! or `AppState::hash_job`.
@@ -18,10 +19,9 @@ pub mod gate;
 pub mod handlers;
 pub mod login;
 pub mod passwords;
+pub mod secret;
 pub mod username;
 pub mod views;
-
-use zeroize::Zeroizing;
 
 use crate::clock::UnixTime;
 use crate::crypto::master::Pepper;
@@ -59,6 +59,21 @@ pub enum AccountError {
     WrongPassword,
     #[error("The account changed while you were editing it. Try again.")]
     Conflict,
+    #[error(
+        "Your account still uses the older login. Set your destruction password again first \
+         (it may be the same one); then this works."
+    )]
+    OlderLogin,
+    #[error(
+        "Your end-to-end keys are wrapped under your password, and only your browser can \
+         wrap them again: change your password with JavaScript on (Tor Browser's \
+         \u{201c}Standard\u{201d} or \u{201c}Safer\u{201d} level), or your keys would be lost."
+    )]
+    NeedsBrowser,
+    #[error(
+        "Your browser did not send your end-to-end keys wrapped again. Reload the page and try again."
+    )]
+    RingMissing,
 }
 
 /// Check one new password's length.
@@ -77,6 +92,9 @@ pub fn check_password_shape(password: &str, min_chars: usize) -> Result<(), Acco
 pub struct Policy {
     /// argon2id cost of new passwords.
     pub kdf: KdfParams,
+    /// PBKDF2 iterations of new login secrets (`secret::ITERATIONS`; fewer with the test
+    /// key derivation).
+    pub login_iterations: u32,
     /// The pepper, when a master key is configured.
     pub pepper: Option<Pepper>,
     /// Accounts not logged into for this many days are deleted, and refused until then.
@@ -108,13 +126,16 @@ impl Policy {
         inactivity_days: u32,
         cascade: Cascade,
     ) -> Result<Self, StoreError> {
-        let dummy = credentials::dummy(kdf, pepper.as_ref()).map_err(crypto_to_store)?;
+        let login_iterations = secret::iterations_for(kdf);
+        let dummy =
+            credentials::dummy(kdf, login_iterations, pepper.as_ref()).map_err(crypto_to_store)?;
         // A 3072-bit RSA key in PKCS#8 DER is about 1.8 KB.
         let dummy_private = SecretKey::generate()
             .seal(&[0u8; 1790])
             .map_err(crypto_to_store)?;
         Ok(Self {
             kdf,
+            login_iterations,
             pepper,
             inactivity_days,
             cascade,
@@ -127,6 +148,53 @@ impl Policy {
     pub fn pepper(&self) -> Option<&Pepper> {
         self.pepper.as_ref()
     }
+}
+
+/// How a browser logs into a name: what `GET /login/salt` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginParams {
+    /// The name as the server reads it (normalised), or as typed when it cannot be one.
+    pub name: String,
+    pub salt: [u8; 16],
+    pub iterations: u32,
+    /// Whether the browser sends the login secret (`false`: an account that predates
+    /// login secrets, whose browser sends the password until it moves).
+    pub sends_secret: bool,
+}
+
+/// What a browser needs to log into `typed`. The same shape for every name: one nobody
+/// has, a decoy, a member. A decoy answers what its member's account answered.
+pub fn login_params(
+    store: &Store,
+    policy: &Policy,
+    typed: &str,
+) -> Result<LoginParams, StoreError> {
+    let installation = secret::installation_secret(store)?;
+    let Ok(username) = Username::parse(typed) else {
+        let name: String = typed.chars().take(64).collect();
+        return Ok(LoginParams {
+            salt: secret::salt(&installation, &name),
+            name,
+            iterations: policy.login_iterations,
+            sends_secret: true,
+        });
+    };
+    let scheme = match find_user(store, &username)? {
+        Some((_, record)) => open_credentials(store, &record)?.map(|c| c.scheme),
+        None => None,
+    };
+    let (iterations, sends_secret) = match scheme {
+        Some(crate::store::CredentialScheme::LoginSecret { iterations, .. }) => (iterations, true),
+        // The end-to-end tier's derivation for such accounts used the default count.
+        Some(crate::store::CredentialScheme::Argon2Hkdf { .. }) => (secret::ITERATIONS, false),
+        None => (policy.login_iterations, true),
+    };
+    Ok(LoginParams {
+        salt: secret::salt(&installation, username.as_str()),
+        name: username.as_str().to_owned(),
+        iterations,
+        sends_secret,
+    })
 }
 
 fn crypto_to_store(e: crate::crypto::CryptoError) -> StoreError {
@@ -253,11 +321,6 @@ pub fn count_members(store: &Store) -> Result<u64, StoreError> {
     use redb::ReadableTableMetadata;
     let txn = store.read()?;
     Ok(txn.open_table(USERS)?.len()?)
-}
-
-/// Keep a password in a zeroizing buffer.
-pub fn secret_bytes(s: &str) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(s.as_bytes().to_vec())
 }
 
 #[cfg(test)]

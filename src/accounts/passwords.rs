@@ -5,7 +5,8 @@
 
 use redb::ReadableTable;
 
-use super::credentials::{self, Check, Which};
+use super::credentials::{self, Check, Refused, Which};
+use super::secret::{self, Presented};
 use super::{AccountError, Policy, Username, crypto_to_store, day_of, open_credentials};
 use crate::clock::UnixTime;
 use crate::crypto::rsa_keys::RsaPrivate;
@@ -13,21 +14,25 @@ use crate::crypto::{SecretKey, random_bytes};
 use crate::store::tables::{SKELETON_TO_USER, USERNAME_TO_USER, USERS};
 use crate::store::{Credentials, Id, Record, Store, StoreError, UserRecord};
 
-/// Create an account. Runs argon2id twice (password and destruction password) and takes
-/// a pre-generated delivery key pair.
+/// Create an account. Runs argon2id twice (password and destruction password, each as a
+/// login secret: the browser's, or derived here) and takes a pre-generated delivery key
+/// pair.
 pub fn create_account(
     store: &Store,
     policy: &Policy,
     username: &Username,
-    password: &[u8],
-    destruction: &[u8],
+    password: &Presented,
+    destruction: &Presented,
     delivery: RsaPrivate,
     now: UnixTime,
 ) -> Result<Result<Id, AccountError>, StoreError> {
     let data_key = SecretKey::generate();
+    let name_salt = secret::salt(&secret::installation_secret(store)?, username.as_str());
     let Some(creds) = credentials::create(
         password,
         destruction,
+        &name_salt,
+        policy.login_iterations,
         policy.kdf,
         &data_key,
         policy.pepper(),
@@ -76,6 +81,11 @@ pub fn create_account(
     Ok(Ok(id))
 }
 
+/// What else a credentials change writes in its commit (e.g. the end-to-end key ring the
+/// browser wrapped again under the new password): refusing drops the whole change.
+pub type Also<'a> =
+    Box<dyn FnOnce(&redb::WriteTransaction) -> Result<Result<(), AccountError>, StoreError> + 'a>;
+
 /// Seal `creds` under a new erasure key and put them in place of what `seen` holds, if
 /// nobody changed the record since `seen` was read (compare-and-swap); `change` edits the
 /// rest of the record in the same commit. The old key is erased after the commit.
@@ -85,6 +95,17 @@ pub(super) fn reseal(
     seen: &UserRecord,
     creds: &Credentials,
     change: impl FnOnce(&mut UserRecord),
+) -> Result<Result<UserRecord, AccountError>, StoreError> {
+    reseal_with(store, id, seen, creds, change, None)
+}
+
+fn reseal_with(
+    store: &Store,
+    id: &Id,
+    seen: &UserRecord,
+    creds: &Credentials,
+    change: impl FnOnce(&mut UserRecord),
+    also: Option<Also<'_>>,
 ) -> Result<Result<UserRecord, AccountError>, StoreError> {
     let (slot, key) = store.keys().allocate()?;
     let sealed = creds.seal(&key)?;
@@ -97,6 +118,15 @@ pub(super) fn reseal(
         updated = Some(c.clone());
         true
     })?;
+    let also_ok = match (swapped, also) {
+        (true, Some(f)) => f(&txn)?,
+        _ => Ok(()),
+    };
+    if let Err(e) = also_ok {
+        drop(txn);
+        store.keys().erase(slot)?;
+        return Ok(Err(e));
+    }
     match updated.filter(|_| swapped) {
         Some(record) => {
             txn.commit()?;
@@ -116,7 +146,7 @@ fn verify_current(
     store: &Store,
     policy: &Policy,
     id: &Id,
-    current: &[u8],
+    current: &Presented,
 ) -> Result<Result<(UserRecord, Credentials, Check), AccountError>, StoreError> {
     let Some(record) = super::load_user(store, id)? else {
         return Ok(Err(AccountError::WrongPassword));
@@ -124,31 +154,55 @@ fn verify_current(
     let Some(creds) = open_credentials(store, &record)? else {
         return Ok(Err(AccountError::WrongPassword));
     };
-    let check = credentials::check(&creds, current, policy.pepper()).map_err(crypto_to_store)?;
+    let name_salt = name_salt(store, &record)?;
+    let check = credentials::check(&creds, current, &name_salt, policy.pepper())
+        .map_err(crypto_to_store)?;
     if !check.password || record.erasing {
         return Ok(Err(AccountError::WrongPassword));
     }
     Ok(Ok((record, creds, check)))
 }
 
-fn change(
+/// The salt of a member's name.
+fn name_salt(store: &Store, record: &UserRecord) -> Result<[u8; 16], StoreError> {
+    Ok(secret::salt(
+        &secret::installation_secret(store)?,
+        &record.username,
+    ))
+}
+
+/// Change one password (authorised by the current one); `also` writes in the same commit.
+pub fn change(
     store: &Store,
     policy: &Policy,
     id: &Id,
-    current: &[u8],
+    current: &Presented,
     which: Which,
-    new: &[u8],
+    new: &Presented,
+    also: Option<Also<'_>>,
 ) -> Result<Result<(), AccountError>, StoreError> {
     let (record, creds, check) = match verify_current(store, policy, id, current)? {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    let Some(updated) = credentials::replace(&creds, &check, which, new, policy.pepper())
-        .map_err(crypto_to_store)?
-    else {
-        return Ok(Err(AccountError::SamePasswords));
+    let name_salt = name_salt(store, &record)?;
+    let updated = match credentials::replace(
+        &creds,
+        current,
+        &check,
+        which,
+        new,
+        &name_salt,
+        policy.login_iterations,
+        policy.pepper(),
+    )
+    .map_err(crypto_to_store)?
+    {
+        Ok(u) => u,
+        Err(Refused::SameAsOther) => return Ok(Err(AccountError::SamePasswords)),
+        Err(Refused::NeedsPasswords) => return Ok(Err(AccountError::OlderLogin)),
     };
-    Ok(reseal(store, id, &record, &updated, |_| {})?.map(|_| ()))
+    Ok(reseal_with(store, id, &record, &updated, |_| {}, also)?.map(|_| ()))
 }
 
 /// Change the password: the data key is re-wrapped under the new password's key.
@@ -156,19 +210,20 @@ pub fn change_password(
     store: &Store,
     policy: &Policy,
     id: &Id,
-    current: &[u8],
-    new: &[u8],
+    current: &Presented,
+    new: &Presented,
 ) -> Result<Result<(), AccountError>, StoreError> {
-    change(store, policy, id, current, Which::Password, new)
+    change(store, policy, id, current, Which::Password, new, None)
 }
 
-/// Change the destruction password (authorised by the current password).
+/// Change the destruction password (authorised by the current password). An account
+/// that predates login secrets moves to them here when both came as passwords.
 pub fn change_destruction_password(
     store: &Store,
     policy: &Policy,
     id: &Id,
-    current: &[u8],
-    new_destruction: &[u8],
+    current: &Presented,
+    new_destruction: &Presented,
 ) -> Result<Result<(), AccountError>, StoreError> {
     change(
         store,
@@ -177,6 +232,7 @@ pub fn change_destruction_password(
         current,
         Which::Destruction,
         new_destruction,
+        None,
     )
 }
 
@@ -185,7 +241,16 @@ pub fn check_password_for_deletion(
     store: &Store,
     policy: &Policy,
     id: &Id,
-    current: &[u8],
+    current: &Presented,
 ) -> Result<Result<(), AccountError>, StoreError> {
     Ok(verify_current(store, policy, id, current)?.map(|_| ()))
+}
+
+/// Whether a member's account still uses the scheme that predates login secrets.
+pub fn uses_older_login(store: &Store, id: &Id) -> Result<bool, StoreError> {
+    let Some(record) = super::load_user(store, id)? else {
+        return Ok(false);
+    };
+    Ok(open_credentials(store, &record)?
+        .is_some_and(|c| matches!(c.scheme, crate::store::CredentialScheme::Argon2Hkdf { .. })))
 }

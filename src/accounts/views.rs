@@ -4,7 +4,8 @@ use maud::{Markup, html};
 
 use crate::connections::keys::SignatureScheme;
 use crate::invites::RegistrationMode;
-use crate::web::layout::{PageCtx, csrf_field, form_error, page};
+use crate::web::assets;
+use crate::web::layout::{PageCtx, csrf_field, form_error, page, page_with_scripts};
 
 /// The start page. `registration` decides what it offers a visitor: the registration
 /// form, the form with a word about invitation codes, or only the login.
@@ -67,13 +68,14 @@ pub fn register(
     min_chars: usize,
     ask_invitation: bool,
 ) -> Markup {
-    page(
+    page_with_scripts(
         ctx,
         "Create an account",
         html! {
             (form_error(error))
-            form.stack method="post" action="/register" {
+            form.stack method="post" action="/register" data-derive data-distinct data-min=(min_chars) {
                 input type="hidden" name="csrf" value=(csrf);
+                (derive_status())
                 label {
                     "Username"
                     input type="text" name="username" value=(username) required
@@ -82,12 +84,12 @@ pub fn register(
                 }
                 label {
                     "Password"
-                    input type="password" name="password" required minlength=(min_chars) autocomplete="new-password";
+                    input type="password" name="password" required minlength=(min_chars) autocomplete="new-password" data-secret="new";
                     small { "At least " (min_chars) " characters. It cannot be recovered or reset." }
                 }
                 label {
                     "Destruction password"
-                    input type="password" name="d_pass" required minlength=(min_chars) autocomplete="off";
+                    input type="password" name="d_pass" required minlength=(min_chars) autocomplete="off" data-secret="new";
                     small {
                         "Different from your password. Logging in with it deletes your account and everything in it at once; "
                         "the page looks exactly like a failed login."
@@ -103,20 +105,45 @@ pub fn register(
                 }
                 button type="submit" { "Create account" }
             }
+            (secret_note())
         },
+        &form_scripts(),
     )
+}
+
+/// What the password forms run: the login-secret derivation (and the key ring's code,
+/// for a password change that wraps the end-to-end keys again).
+fn form_scripts() -> [&'static assets::Script; 2] {
+    [&*assets::E2E_CORE, &*assets::LOGIN_SECRET]
+}
+
+/// Where the script says what it is doing, or why it sent nothing.
+fn derive_status() -> Markup {
+    html! { p.derive-status role="alert" hidden {} }
+}
+
+/// A word on what the forms send.
+fn secret_note() -> Markup {
+    html! {
+        p.muted {
+            "With JavaScript on, your browser sends a secret derived from your password, never "
+            "the password itself; without JavaScript it sends the password and the server "
+            "derives the same secret."
+        }
+    }
 }
 
 /// Login form.
 pub fn login(ctx: &PageCtx, csrf: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
-    page(
+    page_with_scripts(
         ctx,
         "Log in",
         html! {
             @if let Some(n) = notice { p.notice role="status" { (n) } }
             (form_error(error))
-            form.stack method="post" action="/login" {
+            form.stack method="post" action="/login" data-derive data-keep-wrap {
                 input type="hidden" name="csrf" value=(csrf);
+                (derive_status())
                 label {
                     "Username"
                     input type="text" name="username" required maxlength="32"
@@ -124,12 +151,14 @@ pub fn login(ctx: &PageCtx, csrf: &str, error: Option<&str>, notice: Option<&str
                 }
                 label {
                     "Password"
-                    input type="password" name="password" required autocomplete="current-password";
+                    input type="password" name="password" required autocomplete="current-password" data-secret="current";
                 }
                 button type="submit" { "Log in" }
             }
             p.muted { "No account yet? " a href="/register" { "Create one" } "." }
+            (secret_note())
         },
+        &form_scripts(),
     )
 }
 
@@ -148,31 +177,45 @@ pub fn settings(
     message: Option<(SettingsForm, &str)>,
     notice: Option<&str>,
     invites: bool,
+    older_login: bool,
+    min_chars: usize,
 ) -> Markup {
     let error_for = |which: SettingsForm| message.filter(|(w, _)| *w == which).map(|(_, m)| m);
-    page(
+    let name = ctx.user.as_deref().unwrap_or_default();
+    page_with_scripts(
         ctx,
         "Account settings",
         html! {
             @if let Some(n) = notice { p.notice role="status" { (n) } }
+            @if older_login {
+                p.notice #older-login role="status" {
+                    "Your account was made before login secrets: your browser still sends your "
+                    "password when you log in, even with JavaScript on. Set your destruction "
+                    "password again below (it may be the same one) to move it; from then on a "
+                    "browser with JavaScript sends only a secret derived from your password, and "
+                    "end-to-end mode can be turned on."
+                }
+            }
             p.muted { "You are logged out after " (idle_minutes) " minutes without activity." }
             section.card aria-labelledby="pw" {
                 h2 id="pw" { "Change password" }
                 (form_error(error_for(SettingsForm::Password)))
-                form.stack method="post" action="/settings/password" {
+                form.stack method="post" action="/settings/password" data-derive data-rewrap data-name=(name) data-min=(min_chars) {
                     (csrf_field(ctx))
-                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password"; }
-                    label { "New password" input type="password" name="new_password" required autocomplete="new-password"; }
+                    (derive_status())
+                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password" data-secret="current"; }
+                    label { "New password" input type="password" name="new_password" required autocomplete="new-password" data-secret="new"; }
                     button type="submit" { "Change password" }
                 }
             }
             section.card aria-labelledby="dp" {
                 h2 id="dp" { "Change destruction password" }
                 (form_error(error_for(SettingsForm::Destruction)))
-                form.stack method="post" action="/settings/destruction-password" {
+                form.stack method="post" action="/settings/destruction-password" data-derive data-name=(name) data-min=(min_chars) {
                     (csrf_field(ctx))
-                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password"; }
-                    label { "New destruction password" input type="password" name="new_d_pass" required autocomplete="off"; }
+                    (derive_status())
+                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password" data-secret="current"; }
+                    label { "New destruction password" input type="password" name="new_d_pass" required autocomplete="off" data-secret="new"; }
                     button type="submit" { "Change destruction password" }
                 }
             }
@@ -201,13 +244,16 @@ pub fn settings(
                 h2 id="del" { "Delete account" }
                 p { "This deletes your account and everything in it immediately. It cannot be undone." }
                 (form_error(error_for(SettingsForm::Delete)))
-                form.stack method="post" action="/settings/delete" {
+                form.stack method="post" action="/settings/delete" data-derive data-name=(name) {
                     (csrf_field(ctx))
-                    label { "Password" input type="password" name="current_password" required autocomplete="current-password"; }
+                    (derive_status())
+                    label { "Password" input type="password" name="current_password" required autocomplete="current-password" data-secret="current"; }
                     button.danger type="submit" { "Delete my account" }
                 }
             }
+            (secret_note())
         },
+        &form_scripts(),
     )
 }
 

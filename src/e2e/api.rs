@@ -36,6 +36,8 @@ pub enum E2eRoute {
     Overview,
     /// `GET /e2e/setup`: turning end-to-end mode on, new keys (page).
     Setup,
+    /// `GET /e2e/plain-login`: what a login without JavaScript let the server see (page).
+    PlainLogin,
     /// `GET /e2e/c/<id>`: a conversation or group (page).
     Conversation(Id),
     /// `GET /e2e/ws`: the WebSocket.
@@ -73,6 +75,7 @@ impl E2eRoute {
         Some(match segments {
             ["e2e"] => Self::Overview,
             ["e2e", "setup"] => Self::Setup,
+            ["e2e", "plain-login"] => Self::PlainLogin,
             ["e2e", "c", id] => Self::Conversation(b64url_decode_exact(id)?),
             ["e2e", "ws"] => Self::Socket,
             ["e2e", "api", "me"] => Self::Me,
@@ -102,7 +105,12 @@ impl E2eRoute {
 
     pub fn allow(&self) -> &'static str {
         match self {
-            Self::Overview | Self::Setup | Self::Conversation(_) | Self::Me | Self::List => GET,
+            Self::Overview
+            | Self::Setup
+            | Self::PlainLogin
+            | Self::Conversation(_)
+            | Self::Me
+            | Self::List => GET,
             // Opening the socket makes its member online: no HEAD.
             Self::Socket | Self::View(_) => GET_ONLY,
             Self::Action(_) => POST,
@@ -119,6 +127,7 @@ pub async fn dispatch(
     match route {
         E2eRoute::Overview => super::pages::overview(ctx).await,
         E2eRoute::Setup => super::pages::setup(ctx).await,
+        E2eRoute::PlainLogin => super::pages::plain_login(ctx),
         E2eRoute::Conversation(id) => super::pages::conversation(ctx, id).await,
         E2eRoute::Socket => super::ws::upgrade(ctx, req).await,
         E2eRoute::Me => Ok(json_or_error(me(ctx).await)),
@@ -223,18 +232,18 @@ async fn me(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
     let me = session.user_id;
     let data_key = session.data_key.clone();
     let name = session.username.clone();
-    let (record, ring, secret, setting) = run(ctx, move |s| {
+    let policy = std::sync::Arc::clone(&ctx.state.accounts);
+    let (record, ring, login, setting) = run(ctx, move |s| {
         let record = e2e_store::keys_of(s, &me)?;
         let ring = match &record {
             Some(r) => Some(e2e_store::open_ring(r, &data_key)?),
             None => None,
         };
-        let secret = e2e_store::installation_secret(s)?;
+        let login = crate::accounts::login_params(s, &policy, &name)?;
         let setting = crate::chat::signing::scheme_of(s, &me)?;
-        Ok((record, ring, secret, setting))
+        Ok((record, ring, login, setting))
     })
     .await?;
-    let salt = super::password_salt(&secret, &name);
     let keys = record.map(|r| {
         json!({
             "generation": r.generation,
@@ -247,9 +256,10 @@ async fn me(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
         StatusCode::OK,
         &json!({
             "id": b64url(&me),
-            "name": name,
-            "salt": b64url(&salt),
-            "iterations": super::PBKDF2_ITERATIONS,
+            "name": login.name,
+            "salt": b64url(&login.salt),
+            "iterations": login.iterations,
+            "older_login": !login.sends_secret,
             "scheme": SignScheme::following(setting).name(),
             "keys": keys,
             "ring": ring.as_deref().map(String::as_str),
@@ -483,7 +493,7 @@ struct EpochBody {
     signature: String,
 }
 
-fn ring_ok(ring: &str) -> bool {
+pub fn ring_ok(ring: &str) -> bool {
     !ring.is_empty()
         && ring.len() <= super::MAX_BLOB_CHARS
         && ring
@@ -652,6 +662,11 @@ fn told(r: Result<Vec<Id>, E2eError>, conversation: Id) -> Result<Done, E2eError
     })
 }
 
+/// Why an account on the older login cannot turn end-to-end mode on yet.
+pub const OLDER_LOGIN: &str = "Your account still uses the older login, which sends your password \
+     to the server: set your destruction password again in Settings (it may be the same one), \
+     then turn end-to-end mode on.";
+
 async fn keys(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Result<Done, E2eError>, AppError> {
     let (session, body): (_, KeysBody) = read_json(ctx, req).await?;
     let scheme = SignScheme::from_name(&body.scheme).ok_or_else(|| bad("scheme"))?;
@@ -669,6 +684,11 @@ async fn keys(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Result<Done, E2eE
             return Ok(Err(E2eError::Invalid(
                 "The signing key does not follow your signature setting. Reload the page.".into(),
             )));
+        }
+        // An account on the older login sends its password at every login, from which the
+        // server could derive the wrapping secret: it moves first (Settings).
+        if crate::accounts::passwords::uses_older_login(s, &me)? {
+            return Ok(Err(E2eError::Conflict(OLDER_LOGIN.into())));
         }
         let public = PublicKeysRecord {
             scheme,

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! password ──PBKDF2-SHA256(salt = HMAC(installation secret, name), N)──> 64 bytes
-//!     ├─ login secret (32)      → the server's argon2id input (accounts)
+//!     ├─ login secret (32)      → the server's argon2id input (accounts/secret.rs); the
+//!     │                           login and settings forms send it instead of the password
 //!     └─ wrapping secret (32)   → AES-256-GCM key, in the tab only (sessionStorage)
 //!            └─ wraps the key ring: per generation an RSA-OAEP-3072 private key
 //!               (receives keys) and a signing private key (RSA-PSS-3072 or ECDSA P-256)
@@ -43,8 +44,6 @@ pub const MAX_NAME_CT: usize = 1024;
 pub const MAX_MESSAGE_CT: usize = 8 * 1024;
 /// How far the time a browser puts in a header may differ from the server's clock.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 120;
-/// PBKDF2-SHA256 iterations of the password derivation (see the README for the figures).
-pub const PBKDF2_ITERATIONS: u32 = 210_000;
 /// Messages returned by one history request.
 pub const HISTORY_PAGE: usize = 50;
 
@@ -324,19 +323,6 @@ impl Record for E2eInviteRecord {
     const NAME: &'static str = "e2e invitation";
 }
 
-/// The salt of a member's password derivation: `HMAC-SHA256(installation secret,
-/// "e2e-salt" ‖ normalised name)`, first 16 bytes. The same for a name whether or not it
-/// exists, and independent of the address the site is reached at.
-pub fn password_salt(installation_secret: &[u8; 32], normalised_name: &str) -> [u8; 16] {
-    let mac = crate::crypto::hmac_sha256(
-        installation_secret,
-        &[b"e2e-salt\0", normalised_name.as_bytes()],
-    );
-    let mut out = [0u8; 16];
-    out.copy_from_slice(mac.get(..16).unwrap_or(&[0u8; 16]));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,13 +363,5 @@ mod tests {
             assert_ne!(base, other.associated_data(&[1; 16]));
             assert_eq!(base.len(), other.associated_data(&[1; 16]).len());
         }
-    }
-
-    #[test]
-    fn salts_depend_on_the_name_and_the_installation_only() {
-        let a = password_salt(&[1; 32], "alice");
-        assert_eq!(a, password_salt(&[1; 32], "alice"));
-        assert_ne!(a, password_salt(&[1; 32], "alicf"));
-        assert_ne!(a, password_salt(&[2; 32], "alice"));
     }
 }

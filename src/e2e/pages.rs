@@ -69,6 +69,42 @@ fn unlock_form() -> Markup {
     }
 }
 
+/// Where a login without JavaScript to an account with end-to-end keys lands.
+pub const PLAIN_LOGIN_PATH: &str = "/e2e/plain-login";
+
+/// `GET /e2e/plain-login`: after a login without JavaScript to an account with end-to-end
+/// keys, what the server could see and what to do. A page without scripts: it is what
+/// a browser without JavaScript shows.
+pub fn plain_login(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
+    if ctx.session.is_none() {
+        return Ok(redirect("/login"));
+    }
+    let page = ctx.page();
+    let body = html! {
+        section #plain-login .notice role="status" {
+            p {
+                "You logged in without JavaScript, so your browser sent your password to the "
+                "server (a browser with JavaScript sends only a secret derived from it). "
+                "Whoever runs the server, or has taken it over, could have used your password "
+                "this time to derive the key that wraps your end-to-end keys, and with it read "
+                "your end-to-end conversations."
+            }
+            p {
+                "If you trust the server, nothing needs doing. If you do not, turn JavaScript on "
+                "(Tor Browser's \u{201c}Standard\u{201d} or \u{201c}Safer\u{201d} level), change your "
+                "password in " a href="/settings" { "Settings" } " (your browser wraps your keys "
+                "again under the new one without sending it), and make new end-to-end keys in "
+                a href="/e2e/setup" { "End-to-end mode" } "."
+            }
+            p { a href="/" { "Continue" } }
+        }
+    };
+    Ok(crate::web::response::html(
+        StatusCode::OK,
+        crate::web::layout::page(&page, "You logged in without JavaScript", body),
+    ))
+}
+
 /// `GET /e2e/setup`
 pub async fn setup(ctx: &mut Ctx) -> Result<Response<Body>, AppError> {
     let Some(session) = ctx.session.clone() else {

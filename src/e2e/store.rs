@@ -13,12 +13,9 @@ use crate::crypto::{SecretKey, random_bytes};
 use crate::store::tables::{
     E2E_CONNECTION_TO_CONVERSATION, E2E_CONVERSATIONS, E2E_DEADLINES, E2E_EPOCH_KEYS, E2E_EPOCHS,
     E2E_GROUP_TO_INVITEES, E2E_INVITES, E2E_MEMBER_KEYS, E2E_MEMBER_TO_CONVERSATIONS, E2E_MESSAGES,
-    E2E_PARTICIPANTS, E2E_PUBLIC_KEYS, META, USERS,
+    E2E_PARTICIPANTS, E2E_PUBLIC_KEYS, USERS,
 };
 use crate::store::{Id, Record, Store, StoreError, UserRecord};
-
-/// Key of the installation secret (for password salts) in the `meta` table.
-const INSTALLATION_SECRET_KEY: &str = "e2e_installation_secret_v1";
 
 /// Why a request about end-to-end keys or conversations was refused. The text is shown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,33 +54,9 @@ fn get<R: Record, K: redb::Key + 'static>(
     table.get(key)?.map(|b| R::decode(b.value())).transpose()
 }
 
-/// The installation's secret for password salts, made on first use.
+/// The installation's secret for password salts (kept by `accounts::secret`).
 pub fn installation_secret(store: &Store) -> Result<[u8; 32], StoreError> {
-    {
-        let txn = store.read()?;
-        if let Some(v) = txn.open_table(META)?.get(INSTALLATION_SECRET_KEY)?
-            && let Ok(bytes) = <[u8; 32]>::try_from(v.value())
-        {
-            return Ok(bytes);
-        }
-    }
-    let txn = store.write()?;
-    let secret = {
-        let mut meta = txn.open_table(META)?;
-        let existing = meta
-            .get(INSTALLATION_SECRET_KEY)?
-            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok());
-        match existing {
-            Some(s) => s,
-            None => {
-                let s: [u8; 32] = random_bytes();
-                meta.insert(INSTALLATION_SECRET_KEY, s.as_slice())?;
-                s
-            }
-        }
-    };
-    txn.commit()?;
-    Ok(secret)
+    crate::accounts::secret::installation_secret(store)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -183,24 +156,37 @@ pub fn rewrap(
     generation: u32,
     ring: &str,
 ) -> Outcome<()> {
+    let txn = store.write()?;
+    if let Err(e) = rewrap_in(&txn, member, data_key, generation, ring)? {
+        refuse!(e);
+    }
+    txn.commit()?;
+    Ok(Ok(()))
+}
+
+/// [`rewrap`] in a write transaction (a password change's, so that the credentials and
+/// the ring change together or not at all).
+pub fn rewrap_in(
+    txn: &WriteTransaction,
+    member: &Id,
+    data_key: &SecretKey,
+    generation: u32,
+    ring: &str,
+) -> Outcome<()> {
     let ring_sealed = data_key
         .seal(ring.as_bytes())
         .map_err(|e| StoreError::Encode(format!("e2e key ring: {e}")))?;
-    let txn = store.write()?;
-    {
-        let mut keys = txn.open_table(E2E_MEMBER_KEYS)?;
-        let Some(mut record) = get::<MemberKeysRecord, Id>(&keys, member)? else {
-            refuse!(conflict("End-to-end mode is not on."));
-        };
-        if record.generation != generation {
-            refuse!(conflict(
-                "Your keys changed in another window. Reload the page."
-            ));
-        }
-        record.ring_sealed = ring_sealed;
-        keys.insert(member, record.encode()?.as_slice())?;
+    let mut keys = txn.open_table(E2E_MEMBER_KEYS)?;
+    let Some(mut record) = get::<MemberKeysRecord, Id>(&keys, member)? else {
+        refuse!(conflict("End-to-end mode is not on."));
+    };
+    if record.generation != generation {
+        refuse!(conflict(
+            "Your keys changed in another window. Reload the page."
+        ));
     }
-    txn.commit()?;
+    record.ring_sealed = ring_sealed;
+    keys.insert(member, record.encode()?.as_slice())?;
     Ok(Ok(()))
 }
 
@@ -315,7 +301,8 @@ fn save_conv_in(
     Ok(())
 }
 
-fn has_keys_in(txn: &WriteTransaction, member: &Id) -> Result<bool, StoreError> {
+/// Whether `member` has end-to-end keys, in a transaction.
+pub fn has_keys_in(txn: &WriteTransaction, member: &Id) -> Result<bool, StoreError> {
     Ok(txn.open_table(E2E_MEMBER_KEYS)?.get(member)?.is_some())
 }
 

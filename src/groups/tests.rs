@@ -17,6 +17,8 @@ struct Member {
     data_key: SecretKey,
 }
 
+use crate::accounts::secret::Presented;
+
 fn policy() -> crate::accounts::Policy {
     crate::accounts::Policy::new(FAST, None, 30, crate::app::member_cascade()).unwrap()
 }
@@ -29,14 +31,22 @@ fn member(store: &Store, name: &str) -> Member {
         store,
         &policy,
         &username,
-        b"pw-1234567",
-        b"pw-7654321",
+        &Presented::password(b"pw-1234567"),
+        &Presented::password(b"pw-7654321"),
         delivery,
         0,
     )
     .unwrap()
     .unwrap();
-    match crate::accounts::check_login(store, &policy, &username, b"pw-1234567", 0).unwrap() {
+    match crate::accounts::check_login(
+        store,
+        &policy,
+        &username,
+        &Presented::password(b"pw-1234567"),
+        0,
+    )
+    .unwrap()
+    {
         LoginOutcome::Success {
             user_id, data_key, ..
         } => Member {

@@ -86,6 +86,32 @@ pub enum CredentialScheme {
     /// `HMAC(pepper, verifier)` and the wrapped data key has an outer Fernet layer under a
     /// key derived from the pepper.
     Argon2Hkdf { peppered: bool },
+    /// The same, over the *login secret* instead of the password:
+    /// `m = argon2id(PBKDF2-SHA256(password, name's salt, iterations)[..32], salt)`. A
+    /// browser with JavaScript derives the login secret itself and sends only that
+    /// (`accounts/secret.rs`); without JavaScript the server derives it from the password.
+    LoginSecret { peppered: bool, iterations: u32 },
+}
+
+impl CredentialScheme {
+    /// Whether the stored verifiers and wrapped data key carry the pepper's layer.
+    pub fn peppered(&self) -> bool {
+        match *self {
+            CredentialScheme::Argon2Hkdf { peppered }
+            | CredentialScheme::LoginSecret { peppered, .. } => peppered,
+        }
+    }
+
+    /// The same scheme with the pepper's layer.
+    pub fn with_pepper(&self) -> Self {
+        match *self {
+            CredentialScheme::Argon2Hkdf { .. } => CredentialScheme::Argon2Hkdf { peppered: true },
+            CredentialScheme::LoginSecret { iterations, .. } => CredentialScheme::LoginSecret {
+                peppered: true,
+                iterations,
+            },
+        }
+    }
 }
 
 /// A member's credentials, stored sealed under their erasure key.

@@ -328,22 +328,18 @@ mod tests {
     fn legacy_file(path: &Path, version: u32) -> LegacyUserRecord {
         let data_key = crate::crypto::SecretKey::generate();
         let kdf = KdfParams::DANGER_FAST;
-        let creds = crate::accounts::credentials::create(
-            b"legacy password",
-            b"legacy destruction",
-            kdf,
-            &data_key,
-            None,
-        )
-        .unwrap()
-        .unwrap();
+        // Those versions checked the password itself (argon2id over it, no login secret).
+        let salt: [u8; 16] = crate::crypto::random_bytes();
+        let m_password = crate::crypto::MasterKey::derive(b"legacy password", &salt, kdf).unwrap();
+        let m_destruction =
+            crate::crypto::MasterKey::derive(b"legacy destruction", &salt, kdf).unwrap();
         let legacy = LegacyUserRecord {
             username: "oldtimer".into(),
-            salt: creds.salt,
+            salt,
             kdf,
-            password_verifier: creds.password_verifier,
-            destruction_verifier: creds.destruction_verifier,
-            wrapped_data_key: creds.wrapped_data_key,
+            password_verifier: m_password.verifier(),
+            destruction_verifier: m_destruction.verifier(),
+            wrapped_data_key: m_password.kek().wrap(&data_key).unwrap(),
             delivery_public: vec![1, 2, 3],
             delivery_private_sealed: data_key.seal(b"private key").unwrap(),
             last_login_day: 0,
@@ -413,7 +409,14 @@ mod tests {
         let name = crate::accounts::Username::parse("oldtimer").unwrap();
         let now = 0;
         assert!(matches!(
-            crate::accounts::check_login(&s, &policy, &name, b"legacy password", now).unwrap(),
+            crate::accounts::check_login(
+                &s,
+                &policy,
+                &name,
+                &crate::accounts::secret::Presented::password(b"legacy password"),
+                now
+            )
+            .unwrap(),
             crate::accounts::LoginOutcome::Success { .. }
         ));
         drop(s);

@@ -90,6 +90,13 @@ fn script(name: &str, bytes: &'static [u8]) -> Script {
 /// Shared code of the end-to-end pages: WebCrypto, the key ring, the API and WebSocket.
 pub static E2E_CORE: LazyLock<Script> =
     LazyLock::new(|| script("e2e-core", include_bytes!("../../assets/js/e2e-core.js")));
+/// The password forms (login, registration, settings): the login-secret derivation.
+pub static LOGIN_SECRET: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        "login-secret",
+        include_bytes!("../../assets/js/login-secret.js"),
+    )
+});
 /// The end-to-end settings page (turning end-to-end mode on, new keys).
 pub static E2E_SETUP: LazyLock<Script> =
     LazyLock::new(|| script("e2e-setup", include_bytes!("../../assets/js/e2e-setup.js")));
@@ -109,9 +116,10 @@ pub static E2E_FILES: LazyLock<Script> =
     LazyLock::new(|| script("e2e-files", include_bytes!("../../assets/js/e2e-files.js")));
 
 /// Every script, in the order `ghostcache script-hashes` lists them.
-pub fn scripts() -> [&'static Script; 5] {
+pub fn scripts() -> [&'static Script; 6] {
     [
         &*E2E_CORE,
+        &*LOGIN_SECRET,
         &*E2E_SETUP,
         &*E2E_LIST,
         &*E2E_CONVERSATION,

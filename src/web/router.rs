@@ -25,6 +25,7 @@ enum Route {
     Home,
     Register,
     Login,
+    LoginSalt,
     Logout,
     Settings,
     SettingsPassword,
@@ -72,6 +73,7 @@ impl Route {
             [""] => Route::Home,
             ["register"] => Route::Register,
             ["login"] => Route::Login,
+            ["login", "salt"] => Route::LoginSalt,
             ["logout"] => Route::Logout,
             ["settings"] => Route::Settings,
             ["settings", "password"] => Route::SettingsPassword,
@@ -112,6 +114,7 @@ impl Route {
         match self {
             Route::Home
             | Route::Settings
+            | Route::LoginSalt
             | Route::Asset(_)
             | Route::Files
             | Route::File(_)
@@ -151,6 +154,7 @@ pub async fn dispatch(ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<
         Route::Register if post => accounts::register_submit(ctx, req).await,
         Route::Login if get => accounts::login_form(ctx, req).await,
         Route::Login if post => accounts::login_submit(ctx, req).await,
+        Route::LoginSalt if get => accounts::login_salt(ctx, req).await,
         Route::Logout if post => accounts::logout(ctx, req).await,
         Route::Settings if get => accounts::settings(ctx, req).await,
         Route::SettingsPassword if post => accounts::change_password(ctx, req).await,

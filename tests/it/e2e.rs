@@ -4,7 +4,8 @@
 
 mod delete;
 mod files;
-mod hostile;
+pub mod hostile;
+mod login;
 
 use std::time::Duration;
 

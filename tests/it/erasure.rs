@@ -40,8 +40,8 @@ async fn many_members(server: &TestServer, prefix: &str, n: usize) -> Vec<String
                     store,
                     &state.accounts,
                     &Username::parse(name).unwrap(),
-                    PW.as_bytes(),
-                    DPW.as_bytes(),
+                    &ghostcache::accounts::secret::Presented::password(PW.as_bytes()),
+                    &ghostcache::accounts::secret::Presented::password(DPW.as_bytes()),
                     delivery,
                     now,
                 )?
@@ -247,7 +247,8 @@ fn carve(db: &Path, keys: &Path, pepper: &ghostcache::crypto::master::Pepper, go
             for password in [MARKER_PW, MARKER_DPW] {
                 let check = ghostcache::accounts::credentials::check(
                     &creds,
-                    password.as_bytes(),
+                    &accounts::secret::Presented::password(password.as_bytes()),
+                    &gone.name_salt,
                     Some(pepper),
                 )
                 .unwrap();
@@ -271,6 +272,8 @@ const MARKER_DPW: &str = "the marker's destruction";
 /// What the departed member had, captured before the deletion.
 struct Gone {
     salt: [u8; 16],
+    /// The salt of the name (what a login secret is derived with).
+    name_salt: [u8; 16],
     password_verifier: [u8; 32],
     destruction_verifier: [u8; 32],
     wrapped_data_key: String,
@@ -332,6 +335,10 @@ async fn a_carve_of_the_files_and_of_a_later_backup_opens_nothing_of_a_departed_
         .unwrap();
     let gone = Gone {
         salt: creds.salt,
+        name_salt: accounts::secret::salt(
+            &accounts::secret::installation_secret(&store).unwrap(),
+            "marker",
+        ),
         password_verifier: creds.password_verifier.0,
         destruction_verifier: creds.destruction_verifier.0,
         wrapped_data_key: creds.wrapped_data_key.clone(),

@@ -140,8 +140,8 @@ async fn stored_data_from_before_still_opens_and_verifies() {
     assert!(checked >= 1, "no fixture under tests/fixtures");
 }
 
-async fn check_fixture(dir: &Path) {
-    let label = dir.file_name().unwrap().to_string_lossy().into_owned();
+/// A server on a copy of the fixture in `dir`, its clock just after the fixture's.
+async fn start_fixture(dir: &Path) -> (TestServer, Fixture) {
     let fixture: Fixture =
         serde_json::from_slice(&std::fs::read(dir.join("fixture.json")).unwrap()).unwrap();
     let data = private_tempdir();
@@ -157,6 +157,12 @@ async fn check_fixture(dir: &Path) {
         c.rate_limits.searches_per_minute = 10_000;
     })
     .await;
+    (server, fixture)
+}
+
+async fn check_fixture(dir: &Path) {
+    let label = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let (server, fixture) = start_fixture(dir).await;
 
     let mut clients = std::collections::HashMap::new();
     for m in &fixture.members {
@@ -215,6 +221,101 @@ async fn check_fixture(dir: &Path) {
     }
     drop(clients);
     server.stop().await;
+}
+
+/// An account written before login secrets checks its password itself (so its browser
+/// sends the password, and end-to-end mode waits) until its destruction password is set
+/// again; then it takes login secrets like any other, with its data as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_from_before_login_secrets_moves_when_its_destruction_password_is_set() {
+    use crate::login_secret::{login_with_secret, params};
+    let (server, fixture) = start_fixture(&fixtures_dir().join("schema2-pre-crypto")).await;
+    let m = &fixture.members[0];
+    let conv = fixture
+        .conversations
+        .iter()
+        .find(|c| c.readers.iter().any(|r| r.reader == m.name))
+        .unwrap();
+    let mut anon = server.client();
+    let before = params(&mut anon, &m.name).await;
+    assert_eq!(before["secret"], serde_json::json!(false), "older login");
+    assert_eq!(
+        login_with_secret_unchecked(&mut anon, &before, &m.name, &m.password).await,
+        StatusCode::FORBIDDEN,
+        "a login secret cannot match what was made from the password itself"
+    );
+    let mut c = server.client();
+    assert_eq!(
+        c.login(&m.name, &m.password).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let settings = c.get("/settings").await;
+    assert_eq!(settings.texts("#older-login").len(), 1);
+    // End-to-end mode waits until the account has moved.
+    let (status, v) = crate::login_secret::try_e2e_keys(&mut c).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(v["error"].as_str().unwrap().contains("older login"), "{v}");
+    let read_before = shown(&c.get(&conv.path).await);
+    // Setting the destruction password again (the same one) moves it.
+    let r = c
+        .submit(
+            "/settings",
+            "/settings/destruction-password",
+            &[
+                ("current_password", &m.password),
+                ("new_d_pass", &m.destruction),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let after = params(&mut anon, &m.name).await;
+    assert_eq!(after["secret"], serde_json::json!(true));
+    assert_eq!(
+        after["salt"], before["salt"],
+        "the name's salt never changes"
+    );
+    assert!(c.get("/settings").await.texts("#older-login").is_empty());
+    let mut js = server.client();
+    let r = login_with_secret(&mut js, &m.name, &m.password).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        shown(&js.get(&conv.path).await),
+        read_before,
+        "data as it was"
+    );
+    let mut plain = server.client();
+    assert_eq!(
+        plain.login(&m.name, &m.password).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (status, _) = crate::login_secret::try_e2e_keys(&mut js).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// A login with the login secret derived with `p` (what `GET /login/salt` said), whatever
+/// it said of the account.
+async fn login_with_secret_unchecked(
+    c: &mut crate::support::Client,
+    p: &serde_json::Value,
+    name: &str,
+    password: &str,
+) -> StatusCode {
+    let salt: [u8; 16] =
+        ghostcache::crypto::b64url_decode_exact(p["salt"].as_str().unwrap()).unwrap();
+    let iterations = u32::try_from(p["iterations"].as_u64().unwrap()).unwrap();
+    let s = ghostcache::crypto::b64url(&*ghostcache::accounts::secret::derive(
+        password.as_bytes(),
+        &salt,
+        iterations,
+    ));
+    c.submit(
+        "/login",
+        "/login",
+        &[("username", name), ("password_secret", &s)],
+    )
+    .await
+    .status
 }
 
 /// Write a fixture with the code as it is: see the module documentation.

@@ -27,6 +27,7 @@ mod fixture;
 mod groups;
 mod home;
 mod lockout;
+mod login_secret;
 mod logs;
 mod onion;
 mod onion_auth;
