@@ -3,15 +3,17 @@
 //! 1. argon2id cost: one derivation at several memory/iteration settings, alone and four
 //!    at a time (p50, p99), to choose the default (the largest whose four-at-a-time p99
 //!    stays within 250 ms on this machine);
-//! 2. a whole login over HTTP with the default cost, one at a time and four at a time
-//!    (p50, p99), and the destruction password against a wrong one (same work: the same
-//!    time);
-//! 3. what erasure costs: the background erasure of a member with a connection, messages
+//! 2. the server's PBKDF2 of a login without JavaScript (the login secret), at 210 000
+//!    and 600 000 iterations;
+//! 3. a whole login over HTTP with the default cost, one at a time and four at a time
+//!    (p50, p99), with the password (no JavaScript) and with the login secret (JavaScript),
+//!    and the destruction password against a wrong one (same work: the same time);
+//! 4. what erasure costs: the background erasure of a member with a connection, messages
 //!    and a file, and how the database and the key file grow per member.
 //!
 //!     cargo bench --bench accounts
 //!
-//! `GC_BENCH_PARTS=kdf,login,erasure,growth` runs only some parts; `GC_BENCH_ARGON2=
+//! `GC_BENCH_PARTS=kdf,pbkdf2,login,erasure,growth` runs only some parts; `GC_BENCH_ARGON2=
 //! "19456x2,32768x2"` chooses the costs of part 1 (KiB x passes).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a small round of each.
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 
-use common::{FORM, PASSWORD, login, login_attempt, request, text};
+use common::{FORM, PASSWORD, login, login_attempt, login_attempt_with, request, text};
 use ghostcache::accounts::{self, Username};
 use ghostcache::crypto::rsa_keys::RsaPrivate;
 use ghostcache::crypto::{KdfParams, MasterKey};
@@ -53,11 +55,14 @@ const DESTRUCTION: &str = "bench destruction 0002";
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    // `GC_BENCH_PARTS=kdf,login,erasure,growth` runs only those parts.
+    // `GC_BENCH_PARTS=kdf,pbkdf2,login,erasure,growth` runs only those parts.
     let parts = std::env::var("GC_BENCH_PARTS").unwrap_or_default();
     let part = |name: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == name);
     if part("kdf") {
         kdf_table(full);
+    }
+    if part("pbkdf2") {
+        pbkdf2_table(if full { 20 } else { 1 });
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -75,6 +80,23 @@ fn main() {
     }
     if part("growth") {
         file_growth(if full { 2000 } else { 20 });
+    }
+}
+
+/// The server's PBKDF2 for a login without JavaScript (one 32-byte block: the login
+/// secret), at the default count and at OWASP's current figure for SHA-256.
+fn pbkdf2_table(rounds: usize) {
+    println!("PBKDF2-HMAC-SHA256, the login secret's block alone (aws-lc), one at a time:");
+    for iterations in [accounts::secret::ITERATIONS, 600_000] {
+        let times: Vec<Duration> = (0..rounds)
+            .map(|i| {
+                let started = Instant::now();
+                let out = accounts::secret::derive(b"bench password", &[i as u8; 16], iterations);
+                assert_ne!(*out, [0u8; 32]);
+                started.elapsed()
+            })
+            .collect();
+        report(&format!("  {iterations} iterations"), times);
     }
 }
 
@@ -258,6 +280,49 @@ async fn http_logins(n: usize) {
     }
     report("  right password, one at a time", alone);
     report("  right password, four at a time", four);
+    // What a browser with JavaScript sends: the login secret, so the server runs no
+    // PBKDF2 (it does for the password above, to derive the same secret).
+    let store = app.state.store.clone();
+    let iterations = app.state.accounts.login_iterations;
+    let secrets: Vec<String> = (0..4)
+        .map(|i| {
+            let name = format!("login{i}");
+            let salt = accounts::secret::salt(
+                &accounts::secret::installation_secret(&store).unwrap(),
+                &name,
+            );
+            ghostcache::crypto::b64url(&*accounts::secret::derive(
+                PASSWORD.as_bytes(),
+                &salt,
+                iterations,
+            ))
+        })
+        .collect();
+    let mut js_alone = Vec::new();
+    for _ in 0..n {
+        let (status, _, t) =
+            login_attempt_with(addr, "login0", "password_secret", &secrets[0]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        js_alone.push(t);
+    }
+    let mut js_four = Vec::new();
+    for _ in 0..n.div_ceil(4).max(1) {
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let s = secrets[i].clone();
+                tokio::spawn(async move {
+                    login_attempt_with(addr, &format!("login{i}"), "password_secret", &s).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (status, _, t) = t.await.unwrap();
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            js_four.push(t);
+        }
+    }
+    report("  login secret (JavaScript), one at a time", js_alone);
+    report("  login secret (JavaScript), four at a time", js_four);
     let (mut wrong, mut destroy) = (Vec::new(), Vec::new());
     for (i, name) in doomed.iter().enumerate() {
         // In turns, each first half the time (what follows a destruction shares the

@@ -92,13 +92,21 @@ pub async fn login_attempt(
     name: &str,
     password: &str,
 ) -> (StatusCode, hyper::HeaderMap, std::time::Duration) {
+    login_attempt_with(addr, name, "password", &password.replace(' ', "+")).await
+}
+
+/// [`login_attempt`] with the form's password field `field` (`password`, or
+/// `password_secret` as a browser with JavaScript sends) set to `value` (form-encoded).
+pub async fn login_attempt_with(
+    addr: SocketAddr,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> (StatusCode, hyper::HeaderMap, std::time::Duration) {
     let (_, headers, body) = request(addr, Method::GET, "/login", "", &[], None).await;
     let pre = set_cookie(&headers, "gc_pre").unwrap();
     let csrf = csrf_of(&text(body).await);
-    let form = format!(
-        "csrf={csrf}&username={name}&password={}",
-        password.replace(' ', "+")
-    );
+    let form = format!("csrf={csrf}&username={name}&{field}={value}");
     let started = Instant::now();
     let (status, headers, body) = request(
         addr,
