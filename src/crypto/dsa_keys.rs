@@ -112,10 +112,12 @@ const MAX_NONCE_TRIES: usize = 256;
 /// a key that was just generated keeps its public half so that handing it out costs
 /// nothing.
 pub struct DsaPrivate {
-    components: Components,
+    /// Boxed, as is `public`: big numbers are large inline, and `SigningKey` holds
+    /// either this or an RSA key.
+    components: Box<Components>,
     x: Zeroizing<BigUint>,
     /// Known when the key was generated here; computed on demand otherwise.
-    public: Option<dsa::VerifyingKey>,
+    public: Option<Box<dsa::VerifyingKey>>,
 }
 
 impl std::fmt::Debug for DsaPrivate {
@@ -129,9 +131,9 @@ impl DsaPrivate {
     pub fn generate(params: &DsaParams) -> Self {
         let full = dsa::SigningKey::generate(&mut OsRng, params.0.clone());
         Self {
-            components: params.0.clone(),
+            components: Box::new(params.0.clone()),
             x: Zeroizing::new(full.x().clone()),
-            public: Some(full.verifying_key().clone()),
+            public: Some(Box::new(full.verifying_key().clone())),
         }
     }
 
@@ -139,11 +141,11 @@ impl DsaPrivate {
     /// exponentiations: `y`, and the `dsa` crate's check of `y`).
     fn verifying_key(&self) -> Result<dsa::VerifyingKey, CryptoError> {
         if let Some(public) = &self.public {
-            return Ok(public.clone());
+            return Ok((**public).clone());
         }
         let c = &self.components;
         let y = c.g().modpow(&self.x, c.p());
-        dsa::VerifyingKey::from_components(c.clone(), y).map_err(|_| CryptoError::BadKey)
+        dsa::VerifyingKey::from_components((**c).clone(), y).map_err(|_| CryptoError::BadKey)
     }
 
     /// PKCS#8 DER (with the domain parameters), in a zeroizing buffer. The layout is the
@@ -193,7 +195,7 @@ impl DsaPrivate {
             return Err(CryptoError::BadKey);
         }
         Ok(Self {
-            components,
+            components: Box::new(components),
             x,
             public: None,
         })
