@@ -6,7 +6,8 @@
 //! file with its key). [`stored_data_from_before_still_opens_and_verifies`] opens a copy
 //! of every fixture with the current code and checks, through the pages as a member uses
 //! them: every login works, every message opens and shows "signature verified", each
-//! group reads across its epochs, and the file decrypts to its bytes.
+//! group reads across its epochs, every member's stored signing key still signs a new
+//! message the others verify, and the file decrypts to its bytes.
 //!
 //! The fixtures are kept, never rewritten: each one is the proof that data written by
 //! that build still opens. To add one (after a change of a stored format, say), run the
@@ -195,6 +196,52 @@ async fn check_fixture(dir: &Path) {
             assert_eq!(
                 got, reading.messages,
                 "{label}: what {} reads on {}",
+                reading.reader, conv.path
+            );
+        }
+    }
+
+    // The signing keys stored by that build still sign: each reader writes once more
+    // (the DSA member's key is parsed and used by the current DSA code), and every reader
+    // sees the new messages, verified, after what was there.
+    for conv in &fixture.conversations {
+        for reading in &conv.readers {
+            let c = clients.get_mut(&reading.reader).unwrap();
+            let text = format!("{} writes again", reading.reader);
+            let r = c
+                .submit(&conv.path, &conv.path, &[("message", &text), ("timer", "")])
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::SEE_OTHER,
+                "{label}: {} writes on {}",
+                reading.reader,
+                conv.path
+            );
+        }
+        for reading in &conv.readers {
+            let c = clients.get_mut(&reading.reader).unwrap();
+            let got = shown(&c.get(&conv.path).await);
+            let new = got.get(reading.messages.len()..).unwrap_or_default();
+            let texts: Vec<String> = new
+                .iter()
+                .map(|(m, status)| {
+                    assert_eq!(
+                        status, "verified",
+                        "{label}: {} reads {m:?}",
+                        reading.reader
+                    );
+                    m.text.clone()
+                })
+                .collect();
+            let wanted: Vec<String> = conv
+                .readers
+                .iter()
+                .map(|w| format!("{} writes again", w.reader))
+                .collect();
+            assert_eq!(
+                texts, wanted,
+                "{label}: {} on {}",
                 reading.reader, conv.path
             );
         }
