@@ -4,6 +4,7 @@
 //! Firefox ESR (Tor Browser's Gecko, through geckodriver) with Tor Browser's preferences
 //! at "Standard": the same steps, with the browser as a parameter.
 
+mod bench;
 mod delete;
 mod files;
 pub mod hostile;
