@@ -28,11 +28,11 @@ fn roomy_files(c: &mut Config) {
     c.rate_limits.uploads_per_member_per_minute = 10_000;
 }
 
-/// A browser of `engine` with JavaScript on, alice logged in at `server`, that saves
+/// A browser of `engine` with JavaScript on, alice logged in at `base`, that saves
 /// downloads into `downloads`.
-fn browser(engine: Engine, server: &str, downloads: &Path) -> Browser {
+fn browser(engine: Engine, base: &str, downloads: &Path) -> Browser {
     let b = launch(engine, Some(downloads));
-    log_in(&b, server, "alice");
+    log_in(&b, base, "alice");
     b
 }
 
@@ -191,7 +191,6 @@ async fn files_in_the_browser(engine: Engine) {
     let mut cs = members(&server, &["alice"]).await;
     let a = &mut cs[0];
     let base = format!("http://{}", proxy.addr);
-    let origin = format!("http://{}", server.addr);
     let work = tempfile::tempdir().unwrap();
     let downloads = work.path().join("downloads");
     std::fs::create_dir(&downloads).unwrap();
@@ -211,9 +210,8 @@ async fn files_in_the_browser(engine: Engine) {
     std::fs::write(&empty_source, b"").unwrap();
 
     let rows_before = files::count_rows(&server.state().store).unwrap().files;
-    let (b2, o2, dl, src, own_src, empty_src) = (
+    let (b2, dl, src, own_src, empty_src) = (
         base.clone(),
-        origin.clone(),
         downloads.clone(),
         source.clone(),
         own_source.clone(),
@@ -222,7 +220,7 @@ async fn files_in_the_browser(engine: Engine) {
     let store = server.state().store.clone();
     let (key, page, own_page, empty_page, empty_key) = tokio::task::spawn_blocking(move || {
         let base = b2;
-        let b = browser(engine, &o2, &dl);
+        let b = browser(engine, &base, &dl);
         // The upload page carries the script, with its integrity and policy.
         // A generated key.
         upload(&b, &base, &src, "");
@@ -335,7 +333,7 @@ async fn files_in_the_browser(engine: Engine) {
     tokio::task::spawn_blocking(move || {
         let fresh = work.path().join("after-tampering");
         std::fs::create_dir(&fresh).unwrap();
-        let b = browser(engine, &origin, &fresh);
+        let b = browser(engine, &base, &fresh);
         start_download(&b, &base, &page, &key);
         b.wait_until(WAIT, |b| {
             Ok(texts(b, "#e2e-file-error")
