@@ -18,6 +18,9 @@
   let offset = 0; // server time - local time, seconds
   let socket = null;
   let rekeying = false;
+  let reloading = null; // the running reload, if any
+  let reloadAgain = false; // something changed while it ran: run it once more
+  let drawn = 0; // how many times the list was redrawn
   const lastClientSeq = new Map(); // sender -> last client_seq shown
   const shown = new Set();
 
@@ -60,7 +63,11 @@
     shown.add(m.seq);
     const epoch = epochs.get(m.epoch);
     const senderKey = publicKeys.get(m.sender + ':' + m.sender_generation);
+    const list0 = drawn;
     let text = await GC.openMessage(m, epoch && epoch.key, senderKey);
+    // The list was redrawn meanwhile, from a view fetched after this message was stored:
+    // it is there already (shown twice, the second would fail the order check below).
+    if (list0 !== drawn) return;
     // Each sender's sequence numbers must increase in the server's order (no replays).
     const last = lastClientSeq.get(m.sender) || 0;
     if (text !== null && m.client_seq <= last) text = null;
@@ -149,21 +156,49 @@
     }
   }
 
-  async function reload() {
-    view = await GC.api('/e2e/api/conv/' + convId);
-    offset = view.now - Math.floor(Date.now() / 1000);
-    publicKeys = await GC.importPublicKeys(view.keys);
-    epochs = new Map();
-    groupName = null;
-    for (const e of view.epochs) {
-      const opened = await GC.openEpoch(keys, convId, e, publicKeys);
+  // Fetch the conversation and redraw the page. One reload at a time: a reload whose view
+  // was fetched before a live message was stored would otherwise redraw the list without
+  // it after the message was shown, or finish after a newer reload and undo it. A reload
+  // asked for while one runs makes that one run once more, with a fresh view.
+  function reload() {
+    if (reloading) {
+      reloadAgain = true;
+      return reloading;
+    }
+    reloading = (async () => {
+      try {
+        do {
+          reloadAgain = false;
+          await draw();
+        } while (reloadAgain);
+      } finally {
+        reloading = null;
+      }
+    })();
+    return reloading;
+  }
+
+  async function draw() {
+    const fresh = await GC.api('/e2e/api/conv/' + convId);
+    const freshKeys = await GC.importPublicKeys(fresh.keys);
+    const opens = new Map();
+    let name = null;
+    for (const e of fresh.epochs) {
+      const opened = await GC.openEpoch(keys, convId, e, freshKeys);
       if (opened) {
-        epochs.set(e.epoch, opened);
-        if (opened.name) groupName = opened.name;
+        opens.set(e.epoch, opened);
+        if (opened.name) name = opened.name;
       }
     }
+    // The new view replaces the old one all at once: a send meanwhile used the old one
+    // whole (its epoch with its key), never a view whose keys were still being opened.
+    view = fresh;
+    publicKeys = freshKeys;
+    epochs = opens;
+    groupName = name;
+    offset = view.now - Math.floor(Date.now() / 1000);
     clientSeq = Math.max(clientSeq, view.last_client_seq);
-    if (await maybeRekey()) return reload();
+    if (await maybeRekey()) return draw();
     const state = document.getElementById('e2e-state');
     const accept = document.getElementById('e2e-accept');
     accept.hidden = view.state !== 'proposed-to-me';
@@ -184,6 +219,7 @@
     sendForm.hidden = !ready;
     await renderMembers();
     list.replaceChildren();
+    drawn += 1;
     shown.clear();
     lastClientSeq.clear();
     for (const m of view.messages) await showMessage(m);
@@ -253,7 +289,8 @@
       hello: (f) => { offset = f.now - Math.floor(Date.now() / 1000); },
       msg: async (f) => {
         if (f.conv !== convId) return;
-        if (!epochs.has(f.epoch)) { await reload(); return; }
+        // During a reload, the message is in the view of its next pass.
+        if (reloading || !epochs.has(f.epoch)) { await reload(); return; }
         await showMessage(f);
       },
       expired: (f) => { if (f.conv === convId) removeMessage(f.seq); },

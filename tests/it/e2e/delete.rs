@@ -13,6 +13,7 @@ use super::{
     wait_gone, wait_ready, wait_text, wait_url,
 };
 use crate::support::chat::{connect, rows};
+use crate::support::webdriver::Engine;
 use crate::support::{Client, TestServer};
 use ghostcache::e2e::E2eMessageRecord;
 use ghostcache::store::Record;
@@ -52,15 +53,16 @@ async fn a_sender_deletes_an_end_to_end_message_for_everyone() {
     let (b, rest) = rest.split_first_mut().unwrap();
     let c = &mut rest[0];
     connect(a, b, "bob").await;
-    let sessions = [&*a, &*b].map(|x| x.session().unwrap().to_owned());
     let base = format!("http://{}", server.addr);
 
     // alice and bob talk end-to-end; alice's second message has a timer (a deadline row).
     let page_base = base.clone();
     let (alice, bob, conv_url) = tokio::task::spawn_blocking(move || {
         let base = page_base;
-        let [sa, sb] = sessions;
-        let (alice, bob) = (browser(&base, &sa), browser(&base, &sb));
+        let (alice, bob) = (
+            browser(Engine::Chromium, &base, "alice"),
+            browser(Engine::Chromium, &base, "bob"),
+        );
         enable(&alice, &base);
         enable(&bob, &base);
         let conv_url = go_end_to_end(&alice, &bob, "bob", &base);

@@ -1,7 +1,8 @@
-//! Files encrypted and decrypted in the browser (issue 14.8): Chromium with JavaScript on
-//! behind the recording proxy; the blob it makes read by Python's `cryptography` and
-//! `ghostcache decrypt`; keys entered in the browser; and the server's checks of the
-//! tokens a browser (or anyone) sends in place of a file.
+//! Files encrypted and decrypted in the browser (issue 14.8): Chromium, and Firefox ESR
+//! with Tor Browser's preferences at "Standard", with JavaScript on behind the recording
+//! proxy; the blob they make read by Python's `cryptography` and `ghostcache decrypt`;
+//! keys entered in the browser; and the server's checks of the tokens a browser (or
+//! anyone) sends in place of a file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,11 +12,11 @@ use redb::ReadableTable as _;
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::{WAIT, click, contains, members, roomy, texts};
+use super::{WAIT, click, contains, launch, log_in, members, roomy, texts};
 use crate::files::{MEMORY, content, decrypts_offline};
 use crate::support::client::{Part, multipart};
 use crate::support::record::RecordingProxy;
-use crate::support::webdriver::{self, Browser};
+use crate::support::webdriver::{self, Browser, Engine};
 use crate::support::{Client, TestServer};
 use ghostcache::config::Config;
 use ghostcache::files::{self, CHUNK_BYTES};
@@ -27,32 +28,11 @@ fn roomy_files(c: &mut Config) {
     c.rate_limits.uploads_per_member_per_minute = 10_000;
 }
 
-/// A browser with JavaScript on, logged in, that saves downloads into `downloads`.
-fn browser(base: &str, session: &str, downloads: &Path) -> Browser {
-    let mut prefs = serde_json::Map::new();
-    prefs.insert(
-        "download.default_directory".into(),
-        json!(downloads.to_string_lossy()),
-    );
-    prefs.insert("download.prompt_for_download".into(), json!(false));
-    let b = Browser::launch(&webdriver::Config {
-        javascript: true,
-        prefs,
-        ..Default::default()
-    })
-    .expect("chromedriver and chromium");
-    // Headless Chromium saves downloads only when told so over DevTools.
-    b.cmd(
-        "POST",
-        "/goog/cdp/execute",
-        Some(&json!({
-            "cmd": "Browser.setDownloadBehavior",
-            "params": { "behavior": "allow", "downloadPath": downloads.to_string_lossy() }
-        })),
-    )
-    .unwrap();
-    b.navigate(&format!("{base}/login")).unwrap();
-    b.add_cookie("gc_session", session).unwrap();
+/// A browser of `engine` with JavaScript on, alice logged in at `base`, that saves
+/// downloads into `downloads`.
+fn browser(engine: Engine, base: &str, downloads: &Path) -> Browser {
+    let b = launch(engine, Some(downloads));
+    log_in(&b, base, "alice");
     b
 }
 
@@ -123,7 +103,8 @@ fn start_download(b: &Browser, base: &str, file_page: &str, key: &str) {
     click(b, "#e2e-file-download button[type=submit]");
 }
 
-/// Decrypt the file at `file_page` in the browser with `key`; the saved file's path.
+/// Decrypt the file at `file_page` in the browser with `key`; the saved file's path, once
+/// it holds `size` bytes.
 fn download(
     b: &Browser,
     base: &str,
@@ -131,17 +112,28 @@ fn download(
     key: &str,
     dir: &Path,
     name: &str,
+    size: u64,
 ) -> PathBuf {
     start_download(b, base, file_page, key);
     let target = dir.join(name);
     b.wait_until(Duration::from_secs(120), |b| {
         let error = texts(b, "#e2e-file-error").concat();
         assert!(error.is_empty(), "download refused: {error}");
-        // Chromium writes `<name>.crdownload` and renames it when done.
-        Ok(target.exists())
+        // Chromium writes `<name>.crdownload` and renames it when done; Firefox makes
+        // `<name>` empty at once, writes `<name>.part` and moves it over `<name>` when done.
+        let partial = std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".part") || n.ends_with(".crdownload")
+        });
+        Ok(!partial && std::fs::metadata(&target).is_ok_and(|m| m.len() == size))
     })
     .expect("the download was saved");
     target
+}
+
+/// The length of a file.
+fn len(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
 }
 
 fn sha256_file(path: &Path) -> Vec<u8> {
@@ -181,13 +173,23 @@ fn assert_never_sent(all: &[u8], key: &str, marker: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_sees_the_key() {
+async fn files_are_encrypted_and_decrypted_in_chromium_and_the_server_never_sees_the_key() {
+    files_in_the_browser(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_encrypted_and_decrypted_in_firefox_and_the_server_never_sees_the_key() {
+    files_in_the_browser(Engine::Firefox).await;
+}
+
+/// Files encrypted and decrypted in a browser of `engine`, behind the recording proxy.
+async fn files_in_the_browser(engine: Engine) {
     let _guard = MEMORY.lock().await;
+    let started = Instant::now();
     let server = TestServer::start_with(roomy_files).await;
     let proxy = RecordingProxy::start(server.addr).await;
     let mut cs = members(&server, &["alice"]).await;
     let a = &mut cs[0];
-    let session = a.session().unwrap().to_owned();
     let base = format!("http://{}", proxy.addr);
     let work = tempfile::tempdir().unwrap();
     let downloads = work.path().join("downloads");
@@ -218,7 +220,7 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
     let store = server.state().store.clone();
     let (key, page, own_page, empty_page, empty_key) = tokio::task::spawn_blocking(move || {
         let base = b2;
-        let b = browser(&base, &session, &dl);
+        let b = browser(engine, &base, &dl);
         // The upload page carries the script, with its integrity and policy.
         // A generated key.
         upload(&b, &base, &src, "");
@@ -263,11 +265,11 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
         let (empty_key, empty_page) = uploaded(&b, WAIT);
 
         // The keyed download, decrypted in the browser, gives back the same bytes.
-        let saved = download(&b, &base, &page, &key, &dl, "notes.bin");
+        let saved = download(&b, &base, &page, &key, &dl, "notes.bin", len(&src));
         assert_eq!(sha256_file(&saved), sha256_file(&src));
-        let saved = download(&b, &base, &own_page, own_key, &dl, "own.bin");
+        let saved = download(&b, &base, &own_page, own_key, &dl, "own.bin", len(&own_src));
         assert_eq!(sha256_file(&saved), sha256_file(&own_src));
-        let saved = download(&b, &base, &empty_page, &empty_key, &dl, "empty.bin");
+        let saved = download(&b, &base, &empty_page, &empty_key, &dl, "empty.bin", 0);
         assert_eq!(std::fs::read(saved).unwrap(), b"");
 
         // A wrong key is refused in the browser, and nothing is saved.
@@ -328,11 +330,10 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
         }
         txn.commit().unwrap();
     }
-    let session = a.session().unwrap().to_owned();
     tokio::task::spawn_blocking(move || {
         let fresh = work.path().join("after-tampering");
         std::fs::create_dir(&fresh).unwrap();
-        let b = browser(&base, &session, &fresh);
+        let b = browser(engine, &base, &fresh);
         start_download(&b, &base, &page, &key);
         b.wait_until(WAIT, |b| {
             Ok(texts(b, "#e2e-file-error")
@@ -350,6 +351,10 @@ async fn files_are_encrypted_and_decrypted_in_the_browser_and_the_server_never_s
     })
     .await
     .unwrap();
+    eprintln!(
+        "files in {engine:?}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The tokens of `plain` under `key`, as the script sends them: one per line.
@@ -533,10 +538,19 @@ async fn token_uploads_are_checked_line_by_line_and_refusals_keep_nothing() {
 /// file (`files.max_upload_bytes` by default). Prints the figures; asserts the bytes only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mb_file_in_chromium() {
+    a_50_mb_file(Engine::Chromium).await;
+}
+
+/// The same in Firefox ESR with Tor Browser's preferences at "Standard".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_file_in_firefox() {
+    a_50_mb_file(Engine::Firefox).await;
+}
+
+async fn a_50_mb_file(engine: Engine) {
     let _guard = MEMORY.lock().await;
     let server = TestServer::start_with(roomy_files).await;
-    let cs = members(&server, &["alice"]).await;
-    let session = cs[0].session().unwrap().to_owned();
+    let _members = members(&server, &["alice"]).await;
     let base = format!("http://{}", server.addr);
     let work = tempfile::tempdir().unwrap();
     let downloads = work.path().join("downloads");
@@ -544,17 +558,17 @@ async fn a_50_mb_file_in_chromium() {
     let source = work.path().join("big.bin");
     std::fs::write(&source, content(50_000_000, "Marker-Fifty-MB")).unwrap();
     tokio::task::spawn_blocking(move || {
-        let b = browser(&base, &session, &downloads);
+        let b = browser(engine, &base, &downloads);
         let started = Instant::now();
         upload(&b, &base, &source, "");
         let (key, page) = uploaded(&b, Duration::from_secs(600));
         let up = started.elapsed();
         let started = Instant::now();
-        let saved = download(&b, &base, &page, &key, &downloads, "big.bin");
+        let saved = download(&b, &base, &page, &key, &downloads, "big.bin", len(&source));
         let down = started.elapsed();
         assert_eq!(sha256_file(&saved), sha256_file(&source));
         eprintln!(
-            "50 MB in Chromium: encrypt + upload {:.1} s, download + decrypt {:.1} s",
+            "50 MB in {engine:?}: encrypt + upload {:.1} s, download + decrypt {:.1} s",
             up.as_secs_f64(),
             down.as_secs_f64()
         );
