@@ -28,6 +28,11 @@ impl Serve {
     /// Start `ghostcache serve ARGS`, optionally under `strace -o TRACE`, and wait until it
     /// has printed every address it serves on.
     pub fn start(args: &[&str], stderr_path: &Path, strace: Option<&Path>) -> Self {
+        Self::start_bin(BIN, args, stderr_path, strace)
+    }
+
+    /// [`Serve::start`] with another build of the binary (a benchmark's release build).
+    pub fn start_bin(bin: &str, args: &[&str], stderr_path: &Path, strace: Option<&Path>) -> Self {
         let started = Instant::now();
         let stderr = std::fs::File::create(stderr_path).unwrap();
         let mut cmd = match strace {
@@ -42,10 +47,10 @@ impl Serve {
                 ])
                 .arg(trace)
                 .arg("--")
-                .arg(BIN);
+                .arg(bin);
                 c
             }
-            None => Command::new(BIN),
+            None => Command::new(bin),
         };
         let mut child = cmd
             .arg("serve")
