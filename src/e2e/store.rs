@@ -54,11 +54,6 @@ fn get<R: Record, K: redb::Key + 'static>(
     table.get(key)?.map(|b| R::decode(b.value())).transpose()
 }
 
-/// The installation's secret for password salts (kept by `accounts::secret`).
-pub fn installation_secret(store: &Store) -> Result<[u8; 32], StoreError> {
-    crate::accounts::secret::installation_secret(store)
-}
-
 // ---------------------------------------------------------------------------------------
 // Member keys
 

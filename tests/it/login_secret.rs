@@ -13,7 +13,10 @@ use ghostcache::crypto::{b64url, b64url_decode_exact};
 /// What `GET /login/salt` says of `name`.
 pub async fn params(c: &mut Client, name: &str) -> Value {
     let r = c
-        .get(&format!("/login/salt?username={}", urlencode(name)))
+        .get(&format!(
+            "/login/salt?{}",
+            crate::support::client::encode_form(&[("username", name)])
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(
@@ -23,19 +26,16 @@ pub async fn params(c: &mut Client, name: &str) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The login secret a browser derives from `password` for `name`, as the form sends it.
 pub async fn secret_of(c: &mut Client, name: &str, password: &str) -> String {
     let p = params(c, name).await;
     assert_eq!(p["secret"], json!(true), "{name} takes login secrets");
+    secret_with(&p, password)
+}
+
+/// The login secret of `password` with what `GET /login/salt` said (`p`), whatever it
+/// said of the account.
+pub fn secret_with(p: &Value, password: &str) -> String {
     let salt: [u8; 16] = b64url_decode_exact(p["salt"].as_str().unwrap()).unwrap();
     let iterations = u32::try_from(p["iterations"].as_u64().unwrap()).unwrap();
     b64url(&*secret::derive(password.as_bytes(), &salt, iterations))
@@ -293,7 +293,7 @@ async fn registration_and_every_settings_form_take_login_secrets() {
 /// The answer's status and body.
 pub async fn try_e2e_keys(c: &mut Client) -> (StatusCode, Value) {
     let csrf = crate::e2e::csrf(c).await;
-    let (s, me) = post_json_get(c, "/e2e/api/me").await;
+    let (s, me) = get_json(c, "/e2e/api/me").await;
     assert_eq!(s, StatusCode::OK);
     let id: [u8; 16] = b64url_decode_exact(me["id"].as_str().unwrap()).unwrap();
     let key = ghostcache::crypto::rsa_keys::RsaPrivate::generate(3072).unwrap();
@@ -324,7 +324,8 @@ pub async fn give_e2e_keys(c: &mut Client) {
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
-async fn post_json_get(c: &mut Client, path: &str) -> (StatusCode, Value) {
+/// GET `path` and read its JSON answer (`Null` when it is none).
+async fn get_json(c: &mut Client, path: &str) -> (StatusCode, Value) {
     let r = c.get(path).await;
     (
         r.status,
@@ -339,7 +340,7 @@ async fn with_end_to_end_keys_a_password_change_carries_the_ring_wrapped_again()
     a.member("alice").await;
     give_e2e_keys(&mut a).await;
     let ring = |v: &Value| v["ring"].as_str().unwrap().to_owned();
-    let (_, me) = post_json_get(&mut a, "/e2e/api/me").await;
+    let (_, me) = get_json(&mut a, "/e2e/api/me").await;
     assert_eq!(ring(&me), "v1.first-ring.sealed");
     let mut anon = server.client();
     let cur = secret_of(&mut anon, "alice", PW).await;
@@ -388,7 +389,7 @@ async fn with_end_to_end_keys_a_password_change_carries_the_ring_wrapped_again()
         StatusCode::SEE_OTHER,
         "unchanged"
     );
-    let (_, me) = post_json_get(&mut a, "/e2e/api/me").await;
+    let (_, me) = get_json(&mut a, "/e2e/api/me").await;
     assert_eq!(ring(&me), "v1.first-ring.sealed", "unchanged");
     // With the ring: both change in one commit.
     let r = a
@@ -404,7 +405,7 @@ async fn with_end_to_end_keys_a_password_change_carries_the_ring_wrapped_again()
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    let (_, me) = post_json_get(&mut a, "/e2e/api/me").await;
+    let (_, me) = get_json(&mut a, "/e2e/api/me").await;
     assert_eq!(ring(&me), "v1.second-ring.sealed");
     assert_eq!(check.login("alice", PW).await.status, StatusCode::FORBIDDEN);
 }
